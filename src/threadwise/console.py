@@ -1,0 +1,127 @@
+"""Terminal views: progress while measuring, tables of speedups and verdicts after.
+
+Reads results documents (``results.py``) and claims (``claims.py``); writes to
+a rich Console (stderr for progress, stdout for tables).  Nothing here
+measures or computes a verdict.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.table import Table
+
+VERDICT_STYLE = {"holds": "bold green", "fails": "bold red", "partly": "bold yellow",
+                 "untestable": "dim"}
+
+
+def progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[cell]}"), console=console,
+                    transient=False)
+
+
+def _fmt_speedup(cell: Dict[str, Any]) -> str:
+    if cell.get("status") == "unsupported":
+        return "[dim]n/a[/]"
+    if cell.get("status") != "ok":
+        return "[red]error[/]"
+    sp = cell.get("speedup")
+    if sp is None:
+        return "?"
+    lo, hi = cell.get("speedup_ci95") or (sp, sp)
+    warn = " [yellow]![/]" if any("standard deviation" in w for w in cell.get("warnings", [])) else ""
+    style = "green" if sp >= 1.3 else ("red" if sp < 0.9 else "")
+    text = "%.2fx" % sp
+    return ("[%s]%s[/]" % (style, text) if style else text) + " [dim]%.2f-%.2f[/]" % (lo, hi) + warn
+
+
+def bench_tables(doc: Dict[str, Any], console: Console) -> None:
+    """One table per interpreter: rows = workload, columns = backend x workers."""
+    cells = doc.get("cells", [])
+    by_interp: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
+    for c in cells:
+        by_interp.setdefault(c["interpreter"], []).append(c)
+    for interp, cs in by_interp.items():
+        info = doc.get("interpreters", {}).get(interp, {})
+        cols: "OrderedDict[tuple, None]" = OrderedDict()
+        for c in cs:
+            if c["backend"] != "serial":
+                cols[(c["backend"], c.get("start_method"), c["workers"])] = None
+        title = "%s  (%s %s, GIL %s)" % (interp, info.get("implementation", "?"),
+                                         info.get("version", "?"),
+                                         {True: "on", False: "off"}.get(info.get("gil_enabled"), "?"))
+        t = Table(title="speedup against serial: " + title, title_justify="left",
+                  caption="median speedup, 95% CI in grey; ! = unstable (spread >= 10%); "
+                          "parallelism = CPU time / wall time", caption_justify="left")
+        t.add_column("workload")
+        t.add_column("serial\nmedian", justify="right")
+        for (b, m, w) in cols:
+            t.add_column("%s%s\nx%d" % (b, "/" + m if m else "", w), justify="right")
+        rows: "OrderedDict[str, Dict[Any, Dict[str, Any]]]" = OrderedDict()
+        for c in cs:
+            label = c.get("workload_label", c["workload"])
+            rows.setdefault(label, {})[(c["backend"], c.get("start_method"), c["workers"])
+                                       if c["backend"] != "serial" else "serial"] = c
+        for label, r in rows.items():
+            base = r.get("serial")
+            base_txt = ("%.1f ms" % (1000 * base["wall_s"]["median"])
+                        if base and base.get("status") == "ok" else "[red]error[/]")
+            t.add_row(label, base_txt, *[_fmt_speedup(r[k]) if k in r else "" for k in cols])
+        console.print(t)
+    errors = [c for c in cells if c.get("status") == "error"]
+    for c in errors[:10]:
+        console.print("[red]error[/] %s %s %s x%d: %s" % (c["interpreter"], c["workload"],
+                                                      c["backend"], c["workers"],
+                                                      escape((c.get("error") or "?").splitlines()[0])))
+    if len(errors) > 10:
+        console.print("[red]... and %d more errors (see the results file)[/]" % (len(errors) - 10))
+    unstable = sum(1 for c in cells if c.get("warnings"))
+    if unstable:
+        console.print("[yellow]%d of %d cells carry instability warnings (see \"warnings\" in the "
+                      "results file)[/]" % (unstable, len(cells)))
+    env = doc.get("environment", {})
+    console.print("[dim]%s; %s; load average at start %s[/]" % (
+        env.get("cpu_model", "?"), (env.get("cores") or {}).get("derivation", "?"),
+        ", ".join("%.2f" % x for x in env.get("load_avg") or [])))
+
+
+def claims_table(claims: List[Dict[str, Any]], console: Console, doc: Optional[Dict[str, Any]] = None) -> None:
+    t = Table(title="The blog post's claims, tested on this machine", title_justify="left",
+              show_lines=True)
+    t.add_column("id")
+    t.add_column("claim", max_width=34)
+    t.add_column("verdict")
+    t.add_column("what this run measured", max_width=70)
+    for c in claims:
+        v = c["verdict"]
+        t.add_row(c["id"], c["claim"], "[%s]%s[/]" % (VERDICT_STYLE.get(v, ""), v), c["summary"])
+    console.print(t)
+    if doc is not None:
+        env = doc.get("environment", {})
+        console.print("[dim]%s; %s; load average at start %s. Thresholds: docs/claims.md[/]" % (
+            env.get("cpu_model", "?"), (env.get("cores") or {}).get("derivation", "?"),
+            ", ".join("%.2f" % x for x in env.get("load_avg") or [])))
+
+
+def interpreters_table(rows: List[Dict[str, Any]], console: Console) -> None:
+    t = Table(title="Interpreters found", title_justify="left")
+    for col in ("label", "command", "implementation", "version", "free-threaded", "GIL at run time",
+                "sub-interpreters", "start methods", "threads in parallel"):
+        t.add_column(col)
+    for r in rows:
+        if r.get("error"):
+            t.add_row(r["label"], r["command"], "[red]error[/]", "", "", "", "", "",
+                      (r["error"].splitlines() or [""])[0][:60])
+            continue
+        par = r.get("parallel_probe") or {}
+        t.add_row(r["label"], r["command"], r.get("implementation") or "?", r.get("version") or "?",
+                  "yes" if r.get("free_threaded") else "no",
+                  {True: "on", False: "[green]off[/]", None: "?"}[r.get("gil_enabled")],
+                  "yes" if r.get("subinterpreters") else "no",
+                  ", ".join(r.get("start_methods") or []) or "none",
+                  "%.2f" % par["parallelism"] if "parallelism" in par else "")
+    console.print(t)

@@ -1,0 +1,112 @@
+"""The host's environment, recorded with every result: CPU model, usable cores, load.
+
+Usable cores are counted the way loky counts them: the CPU affinity mask, then
+a container quota (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), whichever
+is smaller, and the derivation is kept as text so a reader sees why the number
+is what it is.  Facts about a *target* interpreter (version, GIL, switch
+interval, start methods) come from the agent (``interpreters.describe``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import psutil
+
+from . import __version__
+
+
+@dataclass(frozen=True)
+class Cores:
+    usable: int
+    logical: int
+    physical: Optional[int]
+    affinity: Optional[int]
+    quota: Optional[float]
+    derivation: str
+
+
+def _cgroup_quota() -> Tuple[Optional[float], str]:
+    """CPUs allowed by the cgroup's CFS quota, or None, with where it came from."""
+    v2 = Path("/sys/fs/cgroup/cpu.max")
+    try:
+        if v2.exists():
+            quota, period = v2.read_text().split()[:2]
+            if quota != "max":
+                return int(quota) / int(period), "cgroup v2 cpu.max %s/%s" % (quota, period)
+            return None, "cgroup v2 cpu.max: no quota"
+        q = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+        p = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+        if q.exists() and p.exists():
+            quota_us, period_us = int(q.read_text()), int(p.read_text())
+            if quota_us > 0:
+                return quota_us / period_us, "cgroup v1 cfs quota %d/%d" % (quota_us, period_us)
+            return None, "cgroup v1: no quota"
+    except (OSError, ValueError) as e:
+        return None, "cgroup quota unreadable (%s)" % e
+    return None, "no cgroup cpu controller"
+
+
+def cores() -> Cores:
+    logical = os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False)
+    try:
+        affinity: Optional[int] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    quota, qwhy = _cgroup_quota()
+    usable = affinity or logical
+    parts = ["os.cpu_count()=%d" % logical,
+             "affinity mask=%s" % (affinity if affinity is not None else "n/a"), qwhy]
+    if quota is not None and math.ceil(quota) < usable:
+        usable = max(1, math.ceil(quota))
+        parts.append("quota limits to %d" % usable)
+    return Cores(usable=usable, logical=logical, physical=physical, affinity=affinity,
+                 quota=quota, derivation="; ".join(parts) + " -> %d usable" % usable)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def host() -> Dict[str, Any]:
+    """Everything about the host that a reader needs to judge a measurement."""
+    c = cores()
+    la = None
+    try:
+        la = list(os.getloadavg())
+    except (AttributeError, OSError):
+        pass
+    return {
+        "threadwise": __version__,
+        "hostname": platform.node(),
+        "os": "%s %s" % (platform.system(), platform.release()),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cores": asdict(c),
+        "usable_cores": c.usable,
+        "load_avg": la,
+        "memory_bytes": psutil.virtual_memory().total,
+        "host_python": "%s %s" % (platform.python_implementation(), platform.python_version()),
+        "host_executable": sys.executable,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
