@@ -237,7 +237,7 @@ def json_roundtrip(size, index):
     for _ in _range(size):
         text = json.dumps(doc, sort_keys=True)
         back = json.loads(text)
-        acc = (acc * 31 + len(text) + len(back["items"])) & MASK32
+        acc = (acc * 31 + len(text) + len(back["items"]) + back["id"]) & MASK32
     return acc
 
 
@@ -250,7 +250,7 @@ def regex_scan(size, index, nbytes=131072):
     acc = 0
     for _ in _range(size):
         found = _WORD_RE.findall(text)
-        acc = (acc * 31 + len(found)) & MASK32
+        acc = (acc * 31 + len(found) + (int(found[-1]) if found else 0)) & MASK32
     return acc
 
 

@@ -1,0 +1,316 @@
+"""What every backend shares: the result records, the errors, the checks at the boundary.
+
+The engine (``_engine.py``) talks to every backend through :class:`Backend`::
+
+    engine --submit_chunk(fn, base, items, timeout, stop_on_error)--> backend
+           <--------- Future resolving to ChunkDone | ChunkBroken ----------
+
+* :class:`ChunkDone`: every item of the chunk ran; ``results`` holds one value
+  per item, a :class:`_chunk.Failed` record where ``fn`` raised.
+* :class:`ChunkBroken`: the chunk did not finish, because the worker running it
+  died (``kind="crash"``) or one item ran past ``timeout`` (``kind="timeout"``).
+  ``done`` holds the results of the items before the broken one when the
+  backend still has them (threads do, a dead process does not); ``index`` is
+  the item that broke it, or None when the backend can't tell which item of the
+  chunk it was (Dask): the engine then re-runs the chunk one item at a time.
+
+Errors reach the user in three parts (what happened, the likely cause, the
+fix), with the item's index and the worker's traceback (``ItemError``).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ..errors import ThreadwiseError, UsageError
+
+#: every backend name, in the order they are described
+BACKENDS: Tuple[str, ...] = ("serial", "threads", "processes", "interpreters", "dask")
+#: what ``backend=`` accepts
+BACKEND_CHOICES: Tuple[str, ...] = ("auto",) + BACKENDS
+ERRORS_CHOICES: Tuple[str, ...] = ("raise", "collect")
+
+
+# --------------------------------------------------------------------------
+# records
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Failure:
+    """Stands in a result list (``errors="collect"``) where an item failed.
+
+    ``kind`` is ``"exception"`` (fn raised), ``"crash"`` (the worker process died
+    running it) or ``"timeout"`` (it ran past ``timeout``); ``exception`` is the
+    exception fn raised, or the :class:`WorkerCrashedError` /
+    :class:`ItemTimeoutError` that describes the crash or the timeout.
+    """
+
+    index: int
+    kind: str
+    exception: BaseException
+    traceback: str = ""
+    item: str = ""
+
+    def __repr__(self) -> str:
+        return "Failure(index=%d, kind=%r, exception=%r)" % (self.index, self.kind, self.exception)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend a map runs on, and why (``auto`` measures; an explicit backend says so)."""
+
+    backend: str
+    workers: int
+    reason: str
+    chunksize: Optional[int] = None
+    item_s: Optional[float] = None        # measured seconds per item (serial)
+    cpu_share: Optional[float] = None     # CPU time / wall time of the sampled items
+    gil_held: Optional[float] = None      # share of the time the sampled items held the GIL
+    sampled: int = 0                      # items run while measuring
+    remaining: Optional[int] = None       # items left when it decided (None: unknown)
+    predicted_s: Mapping[str, float] = field(default_factory=dict)  # backend -> seconds for the rest
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"backend": self.backend, "workers": self.workers, "reason": self.reason,
+                "chunksize": self.chunksize, "item_s": self.item_s, "cpu_share": self.cpu_share,
+                "gil_held": self.gil_held, "sampled": self.sampled, "remaining": self.remaining,
+                "predicted_s": dict(self.predicted_s)}
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Observable state of an :class:`~threadwise.executor.Executor` (or of one ``pmap``)."""
+
+    backend: str                 # the backend that ran the last map ("auto" before any ran)
+    workers: int
+    items_done: int              # items whose result (or Failure) came back
+    items_failed: int            # of which failed (exception, crash or timeout)
+    chunks: int                  # chunks dispatched
+    calls: int                   # submit() calls
+    workers_replaced: int        # dead, killed or abandoned workers replaced
+    choice: Optional[Choice] = None
+
+
+@dataclass
+class ChunkDone:
+    results: List[Any]
+    elapsed: float               # seconds spent in fn for the whole chunk (worker side)
+    nfail: int = 0
+
+
+@dataclass
+class ChunkBroken:
+    kind: str                    # "crash" | "timeout"
+    index: Optional[int]         # the item that broke the chunk, None when unknown
+    done: List[Any]              # results of the items before ``index`` still available
+    detail: str = ""             # "killed by signal SIGKILL", "exit code 3", ...
+    pid: Optional[int] = None
+    replaced: bool = True        # the worker was replaced (or abandoned, for threads)
+
+
+# --------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------
+class NotCallableError(UsageError, TypeError):
+    """``fn`` is not callable."""
+
+
+class ItemError(ThreadwiseError):
+    """fn failed on one item of a map (``errors="raise"``).
+
+    ``index`` is the item's position in the input, ``item`` its repr,
+    ``exception`` what fn raised (its ``__cause__`` carries the worker's
+    traceback), ``remote_traceback`` that traceback as text, ``results`` every
+    result that came back (a dict index -> value, the other items' results are
+    not lost) and ``failures`` every :class:`Failure` seen before the map stopped.
+    """
+
+    def __init__(self, what: str, why: str = "", fix: str = "", *, index: int = -1,
+                 item: str = "", exception: Optional[BaseException] = None,
+                 remote_traceback: str = "", backend: str = "") -> None:
+        super().__init__(what, why, fix)
+        self.index = index
+        self.item = item
+        self.exception = exception
+        self.remote_traceback = remote_traceback
+        self.backend = backend
+        self.results: Dict[int, Any] = {}
+        self.failures: List[Failure] = []
+
+    def __reduce__(self):  # keep the attributes across pickling (Dask, processes)
+        return (_rebuild_item_error, (type(self), self.what, self.why, self.fix, self.__dict__))
+
+
+def _rebuild_item_error(cls, what, why, fix, state):
+    e = cls.__new__(cls)
+    ThreadwiseError.__init__(e, what, why, fix)
+    e.__dict__.update(state)
+    return e
+
+
+class WorkerCrashedError(ItemError, BrokenProcessPool):
+    """The worker running an item died (os._exit, a signal, a segfault, the OOM killer)."""
+
+
+# concurrent.futures.TimeoutError is the builtin one from 3.11 on, its own class before
+_TIMEOUT_BASES = (TimeoutError,) if cf.TimeoutError is TimeoutError else (TimeoutError, cf.TimeoutError)
+
+
+class ItemTimeoutError(ItemError, *_TIMEOUT_BASES):  # type: ignore[misc]
+    """An item ran longer than ``timeout`` seconds."""
+
+
+class BackendUnavailableError(UsageError):
+    """The backend can't run on this interpreter or without an optional package."""
+
+
+class _RemoteTraceback(Exception):
+    """Carries a worker's traceback as the ``__cause__`` of the exception it raised."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return "\n\"\"\"\n%s\"\"\"" % self.tb
+
+
+# --------------------------------------------------------------------------
+# checks at the public boundary
+# --------------------------------------------------------------------------
+def check_fn(fn: Any) -> None:
+    if not callable(fn):
+        raise NotCallableError(
+            "fn must be callable, got %s (a %s)" % (_short_repr(fn), type(fn).__name__),
+            "the function and the items were swapped, or a call result was passed instead of "
+            "the function (fn() instead of fn)",
+            "pass the function itself: pmap(fn, items)")
+
+
+def check_backend(backend: Any) -> str:
+    if not isinstance(backend, str) or backend not in BACKEND_CHOICES:
+        raise UsageError(
+            "backend must be one of %s, got %s" % (", ".join(repr(b) for b in BACKEND_CHOICES),
+                                                   _short_repr(backend)),
+            "a misspelt or unsupported backend name",
+            "pass backend='auto' to let threadwise measure, or one of the names above")
+    return backend
+
+
+def check_workers(workers: Any, argname: str = "workers") -> Optional[int]:
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(
+            "%s must be None (one per CPU) or an integer >= 1, got %s" % (argname, _short_repr(workers)),
+            "a zero, negative or non-integer worker count",
+            "pass %s=None to use every CPU this process may use, or a positive integer" % argname)
+    return workers
+
+
+def check_chunksize(chunksize: Any) -> Optional[int]:
+    if chunksize == "auto" or chunksize is None:
+        return None
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise UsageError(
+            "chunksize must be 'auto' or an integer >= 1, got %s" % _short_repr(chunksize),
+            "a chunk must hold at least one item",
+            "pass chunksize='auto' (sized from the measured time per item) or a positive integer")
+    return chunksize
+
+
+def check_timeout(timeout: Any) -> Optional[float]:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise UsageError(
+            "timeout must be None or a number of seconds > 0, got %s" % _short_repr(timeout),
+            "a zero, negative or non-numeric timeout",
+            "pass timeout=None (no limit) or the longest one item may run, in seconds")
+    return float(timeout)
+
+
+def check_errors(errors: Any) -> str:
+    if errors not in ERRORS_CHOICES:
+        raise UsageError(
+            "errors must be 'raise' or 'collect', got %s" % _short_repr(errors),
+            "an unknown error policy",
+            "pass errors='raise' (stop at the first failure) or errors='collect' "
+            "(a Failure in each failed item's place)")
+    return errors
+
+
+def check_bool(value: Any, argname: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError("%s must be True or False, got %s" % (argname, _short_repr(value)),
+                         "a non-boolean flag", "pass %s=True or %s=False" % (argname, argname))
+    return value
+
+
+def _short_repr(obj: Any, limit: int = 80) -> str:
+    try:
+        text = repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = "<%s object>" % type(obj).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------
+# the backend interface
+# --------------------------------------------------------------------------
+class Backend:
+    """A pool of workers the engine sends chunks to (see the module docstring)."""
+
+    name = "?"
+    #: seconds of work a chunk should hold: long enough that the per-chunk cost
+    #: (messages, wake-ups) is a small share, short enough to balance the load
+    chunk_target_s = 0.01
+    #: chunks in flight per worker (one running, one waiting)
+    inflight_per_worker = 2
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.workers_replaced = 0
+
+    def submit_chunk(self, fn: Callable[[Any], Any], base: int, items: List[Any], *,
+                     timeout: Optional[float], stop_on_error: bool) -> "cf.Future[Any]":
+        raise NotImplementedError
+
+    def submit_call(self, fn: Callable[..., Any], args: Sequence[Any],
+                    kwargs: Mapping[str, Any]) -> "cf.Future[Any]":
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Stop running work now (Ctrl-C): cancel what waits, stop or kill what runs."""
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False, kill: bool = False) -> None:
+        """Release the workers; ``kill`` ends them without waiting for running work."""
+
+    def describe(self) -> str:
+        return "%s x%d" % (self.name, self.workers)
+
+
+def done_future(value: Any = None, exc: Optional[BaseException] = None) -> "cf.Future[Any]":
+    f: "cf.Future[Any]" = cf.Future()
+    f.set_running_or_notify_cancel()
+    if exc is not None:
+        f.set_exception(exc)
+    else:
+        f.set_result(value)
+    return f
+
+
+def resolve(future: "cf.Future[Any]", value: Any = None, exc: Optional[BaseException] = None) -> bool:
+    """Set a future's outcome unless it already has one (a cancelled or timed-out task); True if set."""
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+        return True
+    except (cf.InvalidStateError, RuntimeError):
+        return False

@@ -1,0 +1,420 @@
+"""The outside sampler: reads another process's GIL through /proc, at random times.
+
+Stdlib only, and no package-relative imports: the library mode runs this file
+as a script in a helper process (``python -I -S sampler.py``), the CLI imports
+it and samples the wrapped program from its own main thread.
+
+Data flow::
+
+    target process                          this sampler (another process)
+    ─────────────────                       ──────────────────────────────
+    _agent.find_gil() ── GIL address ──►    open /proc/PID/mem, task/*/syscall
+    threads start     ── tid, tstate ──►    name them; map tstate -> tid
+                                            every ~interval (exponential gaps):
+                                              read locked, last_holder, switch#
+                                              if locked and >1 thread: which
+                                              threads sit in a futex on the GIL
+                                            every ~50 ms: per-thread CPU
+                                              (schedstat, nanoseconds)
+
+Why from outside: a Python thread that checks the GIL must hold it to run, so
+it always sees "held", and each check is itself a switch request that perturbs
+what it measures (the knocker problem).  Reading ``locked`` from another
+process costs the target nothing: no GIL request, no signal, no stop.
+
+Samples are taken at exponentially distributed gaps (a Poisson process, as
+gil_load does), so they can't lock onto a periodic workload; given the run's
+actual timeline each sample is then an independent Bernoulli draw of "held",
+and the Wilson interval on the count is a fair confidence interval.
+
+Invariants relied on: ``locked`` and ``last_holder`` are plain aligned words
+(reads are atomic); a waiter blocks in ``futex()`` on a word inside the GIL's
+``cond``/``mutex``/``switch_cond``/``switch_mutex`` (glibc and musl alike), so
+the first syscall argument names the lock it waits for.
+"""
+import os
+import random
+import struct
+import sys
+import time
+
+_clock = time.monotonic
+
+#: how often thread lists and per-thread CPU are refreshed (seconds)
+REFRESH_S = 0.05
+
+
+class _Thread(object):
+    __slots__ = ("tid", "name", "tstate", "fd_sys", "fd_cpu", "cpu_ns", "cpu0_ns", "wait",
+                 "wait_first", "wait_last", "alive", "started_t")
+
+    def __init__(self, tid):
+        self.tid = tid
+        self.name = None
+        self.tstate = None
+        self.fd_sys = None
+        self.fd_cpu = None
+        self.cpu_ns = 0
+        self.cpu0_ns = None
+        self.wait = 0
+        self.wait_first = None
+        self.wait_last = None
+        self.alive = True
+        self.started_t = None
+
+
+def _open(path):
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+
+
+def _close(fd):
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class ProcSampler(object):
+    """Samples the GIL of process ``pid`` whose struct ``gil`` (a dict from
+    ``GilLocation.as_dict()``) was found by the agent; ``gil=None`` samples
+    only threads and CPU (no GIL, or not found).
+
+    Call :meth:`sample` at the times you choose (see :meth:`next_delay`) and
+    :meth:`refresh` now and then; :meth:`result` gives the raw counts.
+    """
+
+    def __init__(self, pid, gil=None, interval=0.001, exclude_tids=(), seed=None,
+                 count_cpu_from_now=True):
+        self.pid = int(pid)
+        self.interval = float(interval)
+        self.rng = random.Random(seed)
+        self.exclude = set(exclude_tids)
+        self.task_dir = "/proc/%d/task" % self.pid
+        self.threads = {}
+        self.active = []  # threads to check for waits (alive, not excluded)
+        self.names = {}  # tid -> name, from the agent
+        self.tstates = {}  # tstate -> tid, from the agent
+        self.holder = {}  # tstate -> samples where it held the GIL
+        self.samples = 0
+        self.held = 0
+        self.wait_any = 0
+        self.waiters = 0
+        self.wait_checked = 0
+        self.switch_first = None
+        self.switch_last = None
+        self.longest_stall = 0.0
+        self.longest_stall_tid = None
+        self.t_first = None
+        self.t_last = None
+        self.errors = 0
+        self.error = None
+        self.gil = None
+        self.memfd = None
+        self.addr = None
+        self.attach_gil(gil)
+        self._initial = bool(count_cpu_from_now)
+        self.refresh()
+        self._initial = False
+        self.t_start = _clock()
+
+    def attach_gil(self, gil):
+        """Start reading the GIL struct described by ``gil`` (a ``GilLocation.as_dict()``)."""
+        if not gil or not gil.get("gil_address") or self.memfd is not None:
+            return self.memfd is not None
+        self.gil = gil
+        self.addr = int(gil["gil_address"])
+        self.memfd = _open("/proc/%d/mem" % self.pid)
+        if self.memfd is None:
+            self.error = ("can't read /proc/%d/mem (ptrace is restricted here: "
+                          "kernel.yama.ptrace_scope or a container policy)" % self.pid)
+            return False
+        self.fmt = struct.Struct(str(gil.get("read_format", "@LPiL")))
+        lo = self.addr + int(gil["off_cond"])
+        hi = lo + int(gil["span_wait"])
+        # futex words are 4-byte aligned; /proc prints arguments as 0x%lx
+        self.waitset = frozenset(("0x%x" % a).encode() for a in range(lo, hi, 4))
+        # threads seen so far get a syscall reader now
+        for th in self.threads.values():
+            if th.alive and th.fd_sys is None and th.tid not in self.exclude:
+                th.fd_sys = _open("%s/%d/syscall" % (self.task_dir, th.tid))
+        self.active = [th for th in self.threads.values()
+                       if th.alive and th.fd_sys is not None and th.tid not in self.exclude]
+        return True
+
+    # -- the program tells us about its threads ---------------------------------
+    def name_thread(self, tid, name, tstate=None):
+        if tid is None:
+            return
+        tid = int(tid)
+        self.names[tid] = name
+        if tstate:
+            self.tstates[int(tstate)] = tid
+        th = self.threads.get(tid)
+        if th is not None:
+            th.name = name
+            th.tstate = tstate
+
+    # -- the work -------------------------------------------------------------
+    def next_delay(self):
+        return self.rng.expovariate(1.0 / self.interval)
+
+    def usable(self):
+        return self.memfd is not None
+
+    def sample(self):
+        """Take one sample now; returns False once the process is gone."""
+        t = _clock()
+        try:
+            _, holder, locked, switch = self.fmt.unpack(os.pread(self.memfd, self.fmt.size, self.addr))
+        except OSError as exc:
+            self.errors += 1
+            if self.errors > 3:
+                self.error = "reading the GIL failed: %s" % exc
+                return False
+            return True
+        if self.t_first is None:
+            self.t_first = t
+            self.switch_first = switch
+        self.t_last = t
+        self.switch_last = switch
+        self.samples += 1
+        if not locked:
+            for th in self.active:
+                if th.wait_first is not None:
+                    self._end_wait(th)
+            return True
+        self.held += 1
+        self.holder[holder] = self.holder.get(holder, 0) + 1
+        active = self.active
+        if len(active) < 2:
+            return True
+        self.wait_checked += 1
+        n = 0
+        waitset = self.waitset
+        pread = os.pread
+        for th in active:
+            try:
+                s = pread(th.fd_sys, 48, 0)
+            except (OSError, TypeError):
+                continue
+            if s[:1] != b"r":
+                parts = s.split(b" ", 2)
+                if len(parts) > 1 and parts[1] in waitset:
+                    n += 1
+                    th.wait += 1
+                    if th.wait_first is None:
+                        th.wait_first = t
+                    th.wait_last = t
+                    continue
+            if th.wait_first is not None:
+                self._end_wait(th)
+        if n:
+            self.wait_any += 1
+            self.waiters += n
+        return True
+
+    def _end_wait(self, th):
+        # a run of consecutive waiting samples; each stands for about one gap
+        stall = th.wait_last - th.wait_first + self.interval
+        if stall > self.longest_stall:
+            self.longest_stall = stall
+            self.longest_stall_tid = th.tid
+        th.wait_first = th.wait_last = None
+
+    def refresh(self):
+        """Find new and ended threads; read per-thread CPU.  False once the process is gone."""
+        try:
+            tids = os.listdir(self.task_dir)
+        except OSError:
+            for th in self.threads.values():
+                th.alive = False
+            self.active = []
+            return False
+        now = set()
+        for name in tids:
+            try:
+                tid = int(name)
+            except ValueError:
+                continue
+            now.add(tid)
+            th = self.threads.get(tid)
+            if th is None or not th.alive:
+                th = _Thread(tid)
+                th.started_t = _clock()
+                th.name = self.names.get(tid)
+                base = "%s/%d/" % (self.task_dir, tid)
+                th.fd_cpu = _open(base + "schedstat")
+                if self.memfd is not None and tid not in self.exclude:
+                    th.fd_sys = _open(base + "syscall")
+                self.threads[tid] = th
+        for tid, th in self.threads.items():
+            if th.alive and tid not in now:
+                th.alive = False
+                if th.wait_first is not None:
+                    self._end_wait(th)
+                _close(th.fd_sys)
+                _close(th.fd_cpu)
+                th.fd_sys = th.fd_cpu = None
+        self._read_cpu()
+        self.active = [th for th in self.threads.values()
+                       if th.alive and th.fd_sys is not None and th.tid not in self.exclude]
+        return True
+
+    def _read_cpu(self):
+        for th in self.threads.values():
+            if th.alive and th.fd_cpu is not None:
+                try:
+                    ns = int(os.pread(th.fd_cpu, 64, 0).split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if th.cpu0_ns is None:
+                    # threads already there when sampling began count from now;
+                    # threads born later count from their start
+                    th.cpu0_ns = ns if self._initial else 0
+                th.cpu_ns = ns
+
+    def close(self):
+        for th in self.threads.values():
+            if th.wait_first is not None:
+                self._end_wait(th)
+            _close(th.fd_sys)
+            _close(th.fd_cpu)
+            th.fd_sys = th.fd_cpu = None
+        _close(self.memfd)
+        self.memfd = None
+
+    def result(self, t_end=None):
+        """The raw counts, as a JSON-able dict."""
+        threads = []
+        held_known = 0
+        for tid in sorted(self.threads):
+            th = self.threads[tid]
+            if tid in self.exclude:
+                continue
+            tstate = th.tstate
+            if tstate is None:
+                for ts, t in self.tstates.items():
+                    if t == tid:
+                        tstate = ts
+                        break
+            held = self.holder.get(int(tstate), 0) if tstate else None
+            if held:
+                held_known += held
+            base = th.cpu0_ns or 0
+            threads.append({
+                "tid": tid,
+                "name": th.name or self.names.get(tid),
+                "cpu_s": max(0, th.cpu_ns - base) / 1e9,
+                "held_samples": held,
+                "wait_samples": th.wait,
+                "alive": th.alive,
+            })
+        switches = None
+        if self.switch_first is not None:
+            switches = self.switch_last - self.switch_first
+        return {
+            "method": "gil-state" if self.memfd is not None or self.samples else "threads-only",
+            "pid": self.pid,
+            "interval_s": self.interval,
+            "t_first": self.t_first,
+            "t_last": self.t_last if t_end is None else t_end,
+            "samples": self.samples,
+            "held": self.held,
+            "wait_any": self.wait_any,
+            "waiters": self.waiters,
+            "wait_checked": self.wait_checked,
+            "switches": switches,
+            "longest_stall_s": self.longest_stall if self.wait_any else 0.0,
+            "longest_stall_tid": self.longest_stall_tid,
+            "held_unattributed": self.held - held_known,
+            "threads": threads,
+            "error": self.error,
+        }
+
+
+def _subprocess_main():
+    """Library mode: ``python sampler.py``, driven by JSON lines on stdin.
+
+    First line: the config (pid, gil, interval, seed).  Then any of
+    ``{"ev": "thread", tid, name, tstate}``, ``{"ev": "gil", gil}``,
+    ``{"ev": "exclude", tid}``, ``{"ev": "snapshot"}`` (answered with the raw
+    counts so far) and ``{"ev": "stop"}``.  At stop or EOF it prints the final
+    raw counts as one JSON line and exits.
+    """
+    import json
+    import select
+    fd = sys.stdin.fileno()
+    out = sys.stdout
+
+    def lines():
+        buf = b""
+        while True:
+            while b"\n" not in buf:
+                r, _, _ = select.select([fd], [], [], wait[0])
+                if not r:
+                    yield None
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    if buf:
+                        yield buf
+                    return
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            yield line
+
+    wait = [None]
+    feed = lines()
+    cfg = json.loads(next(feed).decode("utf-8"))
+    sampler = ProcSampler(cfg["pid"], cfg.get("gil"), cfg.get("interval", 0.001),
+                          exclude_tids=cfg.get("exclude", ()), seed=cfg.get("seed"))
+    out.write(json.dumps({"ready": True, "usable": sampler.usable(), "error": sampler.error,
+                          "t": _clock()}) + "\n")
+    out.flush()
+    next_refresh = _clock() + REFRESH_S
+    end_t = None
+    while True:
+        wait[0] = sampler.next_delay() if sampler.usable() else REFRESH_S
+        line = next(feed, b"")
+        if line is None:  # timed out: time for a sample
+            if sampler.usable() and not sampler.sample():
+                break
+            if _clock() >= next_refresh:
+                if not sampler.refresh():
+                    break
+                next_refresh = _clock() + REFRESH_S
+            continue
+        if not line:
+            break
+        try:
+            msg = json.loads(line.decode("utf-8"))
+        except ValueError:
+            continue
+        ev = msg.get("ev")
+        if ev == "thread":
+            sampler.name_thread(msg.get("tid"), msg.get("name"), msg.get("tstate"))
+            sampler.refresh()
+        elif ev == "gil":
+            sampler.attach_gil(msg.get("gil"))
+        elif ev == "exclude":
+            sampler.exclude.add(int(msg["tid"]))
+            sampler.refresh()
+        elif ev == "snapshot":
+            sampler.refresh()
+            out.write(json.dumps(sampler.result()) + "\n")
+            out.flush()
+        elif ev == "stop":
+            end_t = msg.get("t")
+            break
+    sampler.refresh()
+    sampler.close()
+    out.write(json.dumps(sampler.result()) + "\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    _subprocess_main()
