@@ -46,7 +46,7 @@ REFRESH_S = 0.05
 
 class _Thread(object):
     __slots__ = ("tid", "name", "tstate", "fd_sys", "fd_cpu", "cpu_ns", "cpu0_ns", "wait",
-                 "wait_first", "wait_last", "alive", "started_t")
+                 "wait_first", "wait_last", "alive", "started_t", "gil_sw")
 
     def __init__(self, tid):
         self.tid = tid
@@ -61,6 +61,7 @@ class _Thread(object):
         self.wait_last = None
         self.alive = True
         self.started_t = None
+        self.gil_sw = None  # switch number when last seen blocked on the GIL
 
 
 def _open(path):
@@ -184,6 +185,7 @@ class ProcSampler(object):
         self.samples += 1
         if not locked:
             for th in self.active:
+                th.gil_sw = None
                 if th.wait_first is not None:
                     self._end_wait(th)
             return True
@@ -201,16 +203,34 @@ class ProcSampler(object):
                 s = pread(th.fd_sys, 48, 0)
             except (OSError, TypeError):
                 continue
-            if s[:1] != b"r":
+            waiting = False
+            if s[:1] == b"r":
+                # running (or runnable): it still wants the GIL if it was last
+                # seen blocked on it and has not had it since -- a waiter woken
+                # by the hand-off or by its timeout, not yet on a CPU or not yet
+                # through take_gil().  It can't have had it if no switch
+                # happened since, or if the one switch went to another thread.
+                sw0 = th.gil_sw
+                if sw0 is not None:
+                    delta = switch - sw0
+                    if delta == 0 or (delta == 1 and th.tstate and holder != th.tstate):
+                        waiting = True
+                    else:
+                        th.gil_sw = None
+            else:
                 parts = s.split(b" ", 2)
                 if len(parts) > 1 and parts[1] in waitset:
-                    n += 1
-                    th.wait += 1
-                    if th.wait_first is None:
-                        th.wait_first = t
-                    th.wait_last = t
-                    continue
-            if th.wait_first is not None:
+                    waiting = True
+                    th.gil_sw = switch
+                else:
+                    th.gil_sw = None
+            if waiting:
+                n += 1
+                th.wait += 1
+                if th.wait_first is None:
+                    th.wait_first = t
+                th.wait_last = t
+            elif th.wait_first is not None:
                 self._end_wait(th)
         if n:
             self.wait_any += 1

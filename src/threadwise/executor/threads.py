@@ -1,0 +1,221 @@
+"""The threads backend: daemon worker threads pulling chunks from one queue.
+
+::
+
+    engine --submit_chunk--> SimpleQueue --get--> worker thread 1..W --> Future.set_result
+                                   watchdog (only with a timeout): abandons a hung item
+
+Threads share the interpreter, so nothing is pickled: the cheapest backend
+to start and to feed, and the fastest where fn releases the GIL (I/O, zlib,
+hashlib, NumPy) or where there is no GIL (free-threaded builds).
+
+A thread can't be killed.  When an item runs past ``timeout`` the watchdog
+resolves its chunk as timed out (with the results of the items before it),
+flags the chunk so the thread stops after the hung call returns, retires that
+thread and starts a replacement: the map goes on, the hung call runs on in the
+background.  The workers are daemon threads so a hung call never blocks the
+interpreter's exit.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import queue
+import threading
+from typing import Any, Callable, List, Mapping, Optional, Sequence
+
+from . import _chunk
+from ._base import Backend, ChunkBroken, ChunkDone, resolve
+
+clock = _chunk.clock
+
+
+class _Task:
+    __slots__ = ("future", "fn", "base", "items", "timeout", "stop", "args", "kwargs",
+                 "cancelled", "partial", "index", "started")
+
+    def __init__(self, future: "cf.Future[Any]", fn: Callable[..., Any], base: int = 0,
+                 items: Optional[List[Any]] = None, timeout: Optional[float] = None,
+                 stop: bool = False, args: Sequence[Any] = (),
+                 kwargs: Optional[Mapping[str, Any]] = None) -> None:
+        self.future = future
+        self.fn = fn
+        self.base = base
+        self.items = items          # None: a submit() call
+        self.timeout = timeout
+        self.stop = stop
+        self.args = args
+        self.kwargs = kwargs or {}
+        self.cancelled = False
+        self.partial: List[Any] = []
+        self.index: Optional[int] = None
+        self.started = 0.0
+
+
+class _Worker(threading.Thread):
+    def __init__(self, backend: "ThreadBackend", number: int) -> None:
+        super().__init__(name="threadwise-thread-%d" % number, daemon=True)
+        self.backend = backend
+        self.task: Optional[_Task] = None
+        self.retired = False
+
+    def run(self) -> None:
+        q = self.backend._queue
+        while not self.retired:
+            task = q.get()
+            if task is None:
+                return
+            if not task.future.set_running_or_notify_cancel():
+                continue
+            self.task = task
+            try:
+                self._execute(task)
+            finally:
+                self.task = None
+                task = None  # type: ignore[assignment]  # drop the references while idle
+
+    def _execute(self, task: _Task) -> None:
+        where = "thread %s" % self.name
+        if task.items is None:
+            try:
+                value = task.fn(*task.args, **task.kwargs)
+            except BaseException as e:  # SystemExit in fn must not end the thread silently
+                resolve(task.future, exc=e)
+            else:
+                resolve(task.future, value)
+            return
+        if task.timeout is None:
+            results, elapsed, nfail = _chunk.run_items(task.fn, task.items, task.base, task.stop,
+                                                       BaseException, where)
+            resolve(task.future, ChunkDone(results, elapsed, nfail))
+            return
+        # with a timeout: record the running item so the watchdog can tell which one hangs
+        results = task.partial
+        app = results.append
+        fn = task.fn
+        nfail = 0
+        t0 = clock()
+        index = task.base
+        for x in task.items:
+            if task.cancelled:
+                return
+            task.index = index
+            task.started = clock()
+            try:
+                app(fn(x))
+            except BaseException as e:
+                app(_chunk.capture(e, index, where))
+                nfail += 1
+                if task.stop:
+                    break
+            index += 1
+        task.index = None
+        if not task.cancelled:
+            resolve(task.future, ChunkDone(results, clock() - t0, nfail))
+
+
+class ThreadBackend(Backend):
+    name = "threads"
+    chunk_target_s = 0.005
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self._queue: "queue.SimpleQueue[Optional[_Task]]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: List[_Worker] = []
+        self._numbered = 0
+        self._watchdog: Optional[threading.Thread] = None
+        self._closed = False
+        for _ in range(workers):
+            self._add_worker()
+
+    def _add_worker(self) -> None:
+        self._numbered += 1
+        w = _Worker(self, self._numbered)
+        self._threads.append(w)
+        w.start()
+
+    # -- submission -------------------------------------------------------
+    def submit_chunk(self, fn: Callable[[Any], Any], base: int, items: List[Any], *,
+                     timeout: Optional[float], stop_on_error: bool) -> "cf.Future[Any]":
+        f: "cf.Future[Any]" = cf.Future()
+        self._queue.put(_Task(f, fn, base, items, timeout, stop_on_error))
+        if timeout is not None:
+            self._ensure_watchdog()
+        return f
+
+    def submit_call(self, fn: Callable[..., Any], args: Sequence[Any],
+                    kwargs: Mapping[str, Any]) -> "cf.Future[Any]":
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        f: "cf.Future[Any]" = cf.Future()
+        self._queue.put(_Task(f, fn, args=args, kwargs=kwargs))
+        return f
+
+    # -- the watchdog -----------------------------------------------------
+    def _ensure_watchdog(self) -> None:
+        with self._lock:
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="threadwise-watchdog",
+                                                  daemon=True)
+                self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._closed:
+            tick = 0.1
+            now = clock()
+            with self._lock:
+                workers = list(self._threads)
+            for w in workers:
+                t = w.task
+                if t is None or t.timeout is None:
+                    continue
+                tick = min(tick, max(0.005, t.timeout / 10.0))
+                index = t.index
+                if index is None or now - t.started <= t.timeout:
+                    continue
+                t.cancelled = True
+                done = list(t.partial[:index - t.base])
+                broken = ChunkBroken("timeout", index, done,
+                                     "the thread was abandoned: the hung call runs on in the "
+                                     "background until it returns (threads can't be killed)")
+                if resolve(t.future, broken):
+                    with self._lock:
+                        w.retired = True
+                        if w in self._threads:
+                            self._threads.remove(w)
+                        self.workers_replaced += 1
+                        if not self._closed:
+                            self._add_worker()
+            threading.Event().wait(tick)
+
+    # -- stopping ---------------------------------------------------------
+    def _drain(self) -> None:
+        while True:
+            try:
+                task = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if task is not None:
+                task.cancelled = True
+                task.future.cancel()
+
+    def abort(self) -> None:
+        self._drain()
+        with self._lock:
+            for w in self._threads:
+                t = w.task
+                if t is not None:
+                    t.cancelled = True
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False, kill: bool = False) -> None:
+        if cancel_futures or kill:
+            self.abort()
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        if wait and not kill:
+            for w in threads:
+                if w is not threading.current_thread():
+                    w.join()
