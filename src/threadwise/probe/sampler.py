@@ -99,7 +99,7 @@ class ProcSampler(object):
         self.active = []  # threads to check for waits (alive, not excluded)
         self.names = {}  # tid -> name, from the agent
         self.tstates = {}  # tstate -> tid, from the agent
-        self.holder = {}  # tstate -> samples where it held the GIL
+        self.held_by = {}  # tid (None: unknown) -> samples where it held the GIL
         self.samples = 0
         self.held = 0
         self.wait_any = 0
@@ -153,11 +153,12 @@ class ProcSampler(object):
         tid = int(tid)
         self.names[tid] = name
         if tstate:
-            self.tstates[int(tstate)] = tid
+            tstate = int(tstate)
+            self.tstates[tstate] = tid
         th = self.threads.get(tid)
-        if th is not None:
+        if th is not None and th.alive:
             th.name = name
-            th.tstate = tstate
+            th.tstate = tstate or None
 
     # -- the work -------------------------------------------------------------
     def next_delay(self):
@@ -190,7 +191,8 @@ class ProcSampler(object):
                     self._end_wait(th)
             return True
         self.held += 1
-        self.holder[holder] = self.holder.get(holder, 0) + 1
+        owner = self.tstates.get(holder)
+        self.held_by[owner] = self.held_by.get(owner, 0) + 1
         active = self.active
         if len(active) < 2:
             return True
@@ -266,6 +268,9 @@ class ProcSampler(object):
                 th = _Thread(tid)
                 th.started_t = _clock()
                 th.name = self.names.get(tid)
+                for ts, t in self.tstates.items():
+                    if t == tid:
+                        th.tstate = ts
                 base = "%s/%d/" % (self.task_dir, tid)
                 th.fd_cpu = _open(base + "schedstat")
                 if self.memfd is not None and tid not in self.exclude:
@@ -315,13 +320,8 @@ class ProcSampler(object):
             th = self.threads[tid]
             if tid in self.exclude:
                 continue
-            tstate = th.tstate
-            if tstate is None:
-                for ts, t in self.tstates.items():
-                    if t == tid:
-                        tstate = ts
-                        break
-            held = self.holder.get(int(tstate), 0) if tstate else None
+            known = tid in self.tstates.values()
+            held = self.held_by.get(tid, 0) if known else None
             if held:
                 held_known += held
             base = th.cpu0_ns or 0

@@ -225,7 +225,8 @@ class _Figures:
 
     def add(self, kind: str, caption: str, render: Any, **meta: Any) -> Dict[str, Any]:
         prefix = next(self.ids)
-        fig = {"id": prefix + "fig", "kind": kind, "caption": caption, "svg": None, "error": None}
+        fig = {"id": prefix + "fig", "kind": kind, "caption": caption, "svg": None, "error": None,
+               "note": ""}
         fig.update(meta)
         try:
             from markupsafe import Markup
@@ -841,8 +842,10 @@ def _template() -> Any:
 
 def render(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = None) -> str:
     """The report page as a string."""
+    from markupsafe import Markup
     model = build(docs, sources)
-    return _template().render(m=model, css=CSS, csp=CSP)
+    # CSS is a constant of this module (never from a results file): trusted, not escaped
+    return _template().render(m=model, css=Markup(CSS), csp=CSP)
 
 
 def _check_writable(path: str) -> Path:

@@ -1,0 +1,194 @@
+"""The loop a worker process runs: receive a chunk, run it, send the results back.
+
+Started by ``processes.py`` either by ``os.fork()`` (when the parent has a single
+thread: fast, and nothing is re-imported) or as a fresh interpreter
+(``python -S -c 'from threadwise.executor._worker import main; main()'`` with the
+parent's ``sys.path``: safe with threads, never re-runs the user's ``__main__``).
+
+Messages, each one pickled frame on the worker's own socket::
+
+    parent -> worker   ("fn",    fid, fn_bytes)                 cloudpickled once per worker
+                       ("chunk", tid, fid, base, timed, stop, items_bytes)
+                       ("call",  tid, fid, args_bytes)
+                       ("stop",)
+    worker -> parent   ("done",  tid, elapsed, nfail, results_bytes)
+                       ("ok",    tid, value_bytes)  |  ("err", tid, Failed)
+
+Invariant the parent relies on to name the item that killed a worker: before
+each item the worker writes the item's index into its slot of a shared
+memory block (and, for a map with a timeout, the time it started); it writes
+-1 when the chunk is over.  A worker that finds its parent gone (its parent pid
+changed) exits: no orphans.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from typing import Any, Dict, List
+
+from . import _chunk
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+SLOT_BYTES = 16  # int64 index of the running item, float64 time it started
+
+
+class _LoadFailed:
+    def __init__(self, failed: _chunk.Failed) -> None:
+        self.failed = failed
+
+
+def _watch_parent(ppid: int) -> None:
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != ppid:
+            os._exit(3)
+
+
+def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
+    """Serve tasks on ``conn`` until "stop" or the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    threading.Thread(target=_watch_parent, args=(ppid,), name="threadwise-orphan-watch",
+                     daemon=True).start()
+    cur = memoryview(mm).cast("q")
+    tm = memoryview(mm).cast("d")
+    k = 2 * slot
+    cur[k] = -1
+    where = "worker process pid %d" % os.getpid()
+    fns: Dict[int, Any] = {}
+    recv = conn.recv_bytes
+    send = conn.send_bytes
+    loads = pickle.loads
+    monotonic = time.monotonic
+    clock = _chunk.clock
+    capture = _chunk.capture
+    while True:
+        try:
+            msg = loads(recv())
+        except (EOFError, OSError):
+            return
+        kind = msg[0]
+        if kind == "chunk":
+            _, tid, fid, base, timed, stop, payload = msg
+            fn = fns.get(fid)
+            results: List[Any] = []
+            app = results.append
+            nfail = 0
+            t0 = clock()
+            try:
+                items = loads(payload)
+            except BaseException as e:
+                f = capture(e, base, where)
+                f.message = "the items can't be unpickled in the worker: " + f.message
+                items = []
+                app(f)
+                nfail = 1
+            if isinstance(fn, _LoadFailed):
+                for j in range(len(items)):
+                    f = _chunk.Failed(base + j, fn.failed.exc, fn.failed.exc_type,
+                                      fn.failed.message, fn.failed.tb, where)
+                    app(f)
+                    nfail += 1
+                    if stop:
+                        break
+            elif timed:
+                i = base
+                for x in items:
+                    cur[k] = i
+                    tm[k + 1] = monotonic()
+                    try:
+                        app(fn(x))
+                    except BaseException as e:
+                        app(capture(e, i, where))
+                        nfail += 1
+                        if stop:
+                            break
+                    i += 1
+            else:
+                i = base
+                for x in items:
+                    cur[k] = i
+                    try:
+                        app(fn(x))
+                    except BaseException as e:
+                        app(capture(e, i, where))
+                        nfail += 1
+                        if stop:
+                            break
+                    i += 1
+            elapsed = clock() - t0
+            cur[k] = -1
+            if nfail:
+                for r in results:
+                    if isinstance(r, _chunk.Failed):
+                        _chunk.sendable_failure(r)
+            send(pickle.dumps(("done", tid, elapsed, nfail, _chunk.dumps_results(results)), PROTOCOL))
+        elif kind == "fn":
+            _, fid, data = msg
+            try:
+                fns[fid] = loads(data)
+            except BaseException as e:
+                f = capture(e, -1, where)
+                f.message = "fn can't be unpickled in the worker process: " + f.message
+                fns[fid] = _LoadFailed(_chunk.sendable_failure(f))
+        elif kind == "call":
+            _, tid, fid, payload = msg
+            fn = fns.get(fid)
+            cur[k] = 0
+            try:
+                if isinstance(fn, _LoadFailed):
+                    reply = ("err", tid, fn.failed)
+                else:
+                    args, kwargs = loads(payload)
+                    value = fn(*args, **kwargs)
+                    reply = ("ok", tid, _chunk.dumps(value))
+            except BaseException as e:
+                reply = ("err", tid, _chunk.sendable_failure(capture(e, -1, where)))
+            cur[k] = -1
+            try:
+                data = pickle.dumps(reply, PROTOCOL)
+            except Exception as e:
+                data = pickle.dumps(("err", tid, _chunk.sendable_failure(capture(e, -1, where))),
+                                    PROTOCOL)
+            send(data)
+        elif kind == "stop":
+            return
+
+
+def main() -> None:
+    """Entry point of a spawned worker: ``argv = [conn_fd, shm_fd, shm_size, slot, ppid]``."""
+    conn_fd, shm_fd, size, slot, ppid = (int(a) for a in sys.argv[1:6])
+    from multiprocessing.connection import Connection
+    mm = mmap.mmap(shm_fd, size)
+    conn = Connection(conn_fd)
+    code = 0
+    try:
+        serve(conn, mm, slot, ppid)
+    except BaseException:  # pragma: no cover - a bug in the loop itself: say so, exit non-zero
+        import traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def bootstrap_code() -> str:
+    """The ``-c`` program of a spawned worker: the parent's sys.path, then :func:`main`."""
+    return ("import sys, json, os; sys.path[:] = json.loads(os.environ.pop('THREADWISE_WORKER_PATH'));"
+            "sys.argv[1:1] = []; from threadwise.executor._worker import main; main()")
+
+
+def worker_path() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = [p for p in sys.path]
+    if here not in path:
+        path.insert(0, here)
+    return json.dumps([os.path.abspath(p) if p else os.getcwd() for p in path])
