@@ -312,7 +312,8 @@ def cmd_interpreters(args: argparse.Namespace, console: Console, err: Console) -
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    console = Console()
+    # piped output (CI logs, `| less`) gets a readable width instead of rich's 80 columns
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     err = Console(stderr=True)
     parser = build_parser()
     args = parser.parse_args(argv)

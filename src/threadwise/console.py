@@ -40,37 +40,53 @@ def _fmt_speedup(cell: Dict[str, Any]) -> str:
 
 
 def bench_tables(doc: Dict[str, Any], console: Console) -> None:
-    """One table per interpreter: rows = workload, columns = backend x workers."""
+    """One table per interpreter: a row per (workload, backend), a column per worker count."""
     cells = doc.get("cells", [])
     by_interp: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
     for c in cells:
         by_interp.setdefault(c["interpreter"], []).append(c)
     for interp, cs in by_interp.items():
         info = doc.get("interpreters", {}).get(interp, {})
-        cols: "OrderedDict[tuple, None]" = OrderedDict()
-        for c in cs:
-            if c["backend"] != "serial":
-                cols[(c["backend"], c.get("start_method"), c["workers"])] = None
+        workers = sorted({c["workers"] for c in cs if c["backend"] != "serial"})
         title = "%s  (%s %s, GIL %s)" % (interp, info.get("implementation", "?"),
                                          info.get("version", "?"),
                                          {True: "on", False: "off"}.get(info.get("gil_enabled"), "?"))
-        t = Table(title="speedup against serial: " + title, title_justify="left",
-                  caption="median speedup, 95% CI in grey; ! = unstable (spread >= 10%); "
-                          "parallelism = CPU time / wall time", caption_justify="left")
+        t = Table(title="speedup against serial: " + escape(title), title_justify="left",
+                  caption="median speedup over serial (same total work), 95% interval in grey; "
+                          "! = unstable (spread >= 10%); CPU/wall at the most workers",
+                  caption_justify="left")
         t.add_column("workload")
-        t.add_column("serial\nmedian", justify="right")
-        for (b, m, w) in cols:
-            t.add_column("%s%s\nx%d" % (b, "/" + m if m else "", w), justify="right")
-        rows: "OrderedDict[str, Dict[Any, Dict[str, Any]]]" = OrderedDict()
+        t.add_column("backend")
+        t.add_column("serial", justify="right")
+        for w in workers:
+            t.add_column("x%d" % w, justify="right")
+        t.add_column("CPU/wall", justify="right")
+        rows: "OrderedDict[tuple, Dict[Any, Dict[str, Any]]]" = OrderedDict()
+        serial: Dict[str, Dict[str, Any]] = {}
         for c in cs:
             label = c.get("workload_label", c["workload"])
-            rows.setdefault(label, {})[(c["backend"], c.get("start_method"), c["workers"])
-                                       if c["backend"] != "serial" else "serial"] = c
-        for label, r in rows.items():
-            base = r.get("serial")
-            base_txt = ("%.1f ms" % (1000 * base["wall_s"]["median"])
-                        if base and base.get("status") == "ok" else "[red]error[/]")
-            t.add_row(label, base_txt, *[_fmt_speedup(r[k]) if k in r else "" for k in cols])
+            if c.get("tag"):
+                label += " (%s)" % c["tag"]
+            if c["backend"] == "serial":
+                serial[label] = c
+                rows.setdefault((label, None), {})
+                continue
+            b = c["backend"] + ("/" + c["start_method"] if c.get("start_method") else "")
+            rows.setdefault((label, b), {})[c["workers"]] = c
+        last = None
+        for (label, b), r in rows.items():
+            if b is None and any(k[0] == label and k[1] for k in rows):
+                continue
+            base = serial.get(label)
+            base_txt = ""
+            if label != last:
+                base_txt = ("%.1f ms" % (1000 * base["wall_s"]["median"])
+                            if base and base.get("status") == "ok" else "[red]error[/]")
+            top = r[max(r)] if r else base
+            par = "%.2f" % top["parallelism"] if top and top.get("parallelism") is not None else ""
+            t.add_row(escape(label) if label != last else "", b or "serial", base_txt,
+                      *[_fmt_speedup(r[w]) if w in r else "" for w in workers], par)
+            last = label
         console.print(t)
     errors = [c for c in cells if c.get("status") == "error"]
     for c in errors[:10]:
@@ -108,20 +124,23 @@ def claims_table(claims: List[Dict[str, Any]], console: Console, doc: Optional[D
 
 
 def interpreters_table(rows: List[Dict[str, Any]], console: Console) -> None:
-    t = Table(title="Interpreters found", title_justify="left")
-    for col in ("label", "command", "implementation", "version", "free-threaded", "GIL at run time",
-                "sub-interpreters", "start methods", "threads in parallel"):
-        t.add_column(col)
+    t = Table(title="Interpreters found", title_justify="left",
+              caption="parallel = CPU time / wall time of 2 pure-Python threads spinning for 1 s "
+                      "(2.0: both ran at once; 1.0: one at a time)", caption_justify="left")
+    for col in ("label", "command", "implementation", "free-threaded", "GIL", "sub-interp.",
+                "start methods", "parallel"):
+        t.add_column(col, overflow="fold")
     for r in rows:
         if r.get("error"):
-            t.add_row(r["label"], r["command"], "[red]error[/]", "", "", "", "", "",
-                      (r["error"].splitlines() or [""])[0][:60])
+            t.add_row(escape(r["label"]), escape(r["command"]), "[red]error[/]", "", "", "", "",
+                      escape((r["error"].splitlines() or [""])[0][:80]))
             continue
         par = r.get("parallel_probe") or {}
-        t.add_row(r["label"], r["command"], r.get("implementation") or "?", r.get("version") or "?",
+        t.add_row(escape(r["label"]), escape(r["command"]),
+                  "%s %s" % (r.get("implementation") or "?", r.get("version") or "?"),
                   "yes" if r.get("free_threaded") else "no",
                   {True: "on", False: "[green]off[/]", None: "?"}[r.get("gil_enabled")],
                   "yes" if r.get("subinterpreters") else "no",
-                  ", ".join(r.get("start_methods") or []) or "none",
+                  "/".join(r.get("start_methods") or []) or "none",
                   "%.2f" % par["parallelism"] if "parallelism" in par else "")
     console.print(t)

@@ -307,6 +307,8 @@ def _candidates() -> List[Tuple[str, List[str]]]:
                 return
         elif shutil.which(exe) is None:
             return
+        elif "/.pyenv/shims/" in (shutil.which(exe) or ""):
+            return  # a pyenv shim runs whatever version is active; the versions are listed below
         seen.add(key)
         found.append((label, list(argv)))
 
@@ -317,6 +319,9 @@ def _candidates() -> List[Tuple[str, List[str]]]:
                 add(label, argv)
         except (ValueError, OSError, AttributeError):
             pass
+    # where scripts/install-interpreters puts them, should its manifest be missing
+    add("py313t", ["/opt/threadwise/py313t/bin/python3.13t"])
+    add("py314", ["chroot", "/srv/threadwise-sid", "python3.14"])
     for name in ("python3", "pypy3", "pypy", "jython", "python3.13t", "python3.14t",
                  "python3.14", "python3.13", "python3.12", "python2.7"):
         p = shutil.which(name)

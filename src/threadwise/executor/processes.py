@@ -86,7 +86,7 @@ class _Task:
 
 
 class _Proc:
-    __slots__ = ("slot", "pid", "conn", "popen", "task", "fns", "dead")
+    __slots__ = ("slot", "pid", "conn", "popen", "task", "fns", "dead", "status")
 
     def __init__(self, slot: int, pid: int, conn: Connection, popen: Optional[subprocess.Popen]) -> None:
         self.slot = slot
@@ -95,7 +95,8 @@ class _Proc:
         self.popen = popen
         self.task: Optional[_Task] = None
         self.fns: Set[int] = set()
-        self.dead = False
+        self.dead = False            # death handled (task failed, replacement started)
+        self.status: Optional[int] = None  # wait status once reaped
 
 
 def describe_status(status: Optional[int]) -> Tuple[str, Optional[int]]:
@@ -163,7 +164,7 @@ class ProcessBackend(Backend):
             for slot in range(workers):
                 self._procs.append(self._start_worker(slot, self.start_method))
         except BaseException:
-            self._kill_all()
+            self._kill_all(reap=True)
             raise
         STARTUP_S[self.start_method] = 0.5 * STARTUP_S[self.start_method] + \
             0.5 * (time.perf_counter() - t0)
@@ -320,8 +321,8 @@ class ProcessBackend(Backend):
                             pass
                         continue
                     p = by_conn.get(id(r))
-                    if p is not None and not p.dead:
-                        self._receive(p)
+                    if p is not None and not p.dead and not self._receive(p):
+                        self._on_death(p, "crash", None)
                 if timeouts:
                     self._check_timeouts()
                 now = time.monotonic()
@@ -368,17 +369,17 @@ class ProcessBackend(Backend):
                     p.task = None
                 resolve(task.future, exc=e)
 
-    def _receive(self, p: _Proc) -> None:
+    def _receive(self, p: _Proc) -> bool:
+        """Handle one reply from ``p``; False when its socket is closed (it died)."""
         try:
             data = p.conn.recv_bytes()
         except (EOFError, OSError):
-            self._on_death(p, "crash", None)
-            return
+            return False
         task = p.task
         with self._lock:
             p.task = None
         if task is None:  # pragma: no cover - a reply to a task already given up on
-            return
+            return True
         try:
             msg = pickle.loads(data)
             if msg[0] == "done":
@@ -394,6 +395,7 @@ class ProcessBackend(Backend):
                 resolve(task.future, exc=exc)
         except BaseException as e:  # an unpicklable result class, a truncated frame
             resolve(task.future, exc=e)
+        return True
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -410,6 +412,14 @@ class ProcessBackend(Backend):
 
     def _on_death(self, p: _Proc, kind: str, index: Optional[int]) -> None:
         """Worker ``p`` died (or was killed): fail its task, start a replacement in its slot."""
+        if p.dead:
+            return
+        if p.task is not None and kind == "crash":
+            try:  # a reply sent just before dying still counts
+                while p.task is not None and p.conn.poll(0) and self._receive(p):
+                    pass
+            except (OSError, EOFError):
+                pass
         if p.dead:
             return
         p.dead = True
@@ -518,12 +528,13 @@ class ProcessBackend(Backend):
             except OSError:
                 pass
 
-    def _kill_all(self) -> None:
+    def _kill_all(self, reap: bool = False) -> None:
+        """SIGKILL every worker; the manager notices the deaths and reaps them."""
         for p in getattr(self, "_procs", []):
             if not p.dead:
                 _kill(p.pid)
-        for p in getattr(self, "_procs", []):
-            if not p.dead:
+        if reap:
+            for p in getattr(self, "_procs", []):
                 _reap(p)
 
     def pids(self) -> List[int]:
@@ -531,12 +542,6 @@ class ProcessBackend(Backend):
         with self._lock:
             return [p.pid for p in self._procs if not p.dead]
 
-    def __del__(self) -> None:
-        try:
-            if not self._closing:
-                self._kill_all()
-        except Exception:
-            pass
 
 
 _CRASH_WHY = ("fn crashed the worker process: a segmentation fault in a C extension, os._exit(), "
@@ -556,16 +561,19 @@ def _kill(pid: int) -> None:
 
 
 def _exited(p: _Proc) -> Optional[int]:
-    """The wait status if the worker has exited (reaping it), else None."""
+    """The wait status if the worker has exited (reaping it once), else None."""
+    if p.status is not None:
+        return p.status
     try:
         pid, status = os.waitpid(p.pid, os.WNOHANG)
-    except ChildProcessError:
+    except ChildProcessError:  # reaped elsewhere: the status is lost
+        p.status = 0
         return 0
     if pid == 0:
         return None
-    if p.popen is not None:
-        p.popen.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else -1
-    p.dead = True
+    p.status = status
+    if p.popen is not None:  # keep Popen from warning that the process "is still running"
+        p.popen.returncode = os.waitstatus_to_exitcode(status)
     return status
 
 

@@ -345,7 +345,8 @@ class Knocker(object):
     per knock, a few microseconds).
     """
 
-    def __init__(self, interval=0.005, threshold=None):
+    def __init__(self, interval=0.005, threshold=None, on_snapshot=None, on_start=None,
+                 snapshot_every=0.5):
         import random
         import threading
         self.interval = float(interval)
@@ -359,6 +360,9 @@ class Knocker(object):
         self.thread.daemon = True
         self.started_at = None
         self.native_id = None
+        self.on_snapshot = on_snapshot
+        self.on_start = on_start
+        self.snapshot_every = snapshot_every
 
     def start(self):
         self.started_at = _clock()
@@ -380,13 +384,20 @@ class Knocker(object):
     def _run(self):
         import threading
         self.native_id = getattr(threading.current_thread(), "native_id", None)
+        if self.on_start is not None:
+            self.on_start(self.native_id)
         if self.threshold is None:
             self.threshold = self._calibrate()
         rng = self.rng
         clock = _clock
         sleep = time.sleep
         mean = self.interval
+        report = self.on_snapshot
+        next_report = clock() + self.snapshot_every
         while not self.stop_flag:
+            if report is not None and clock() >= next_report:
+                next_report = clock() + self.snapshot_every
+                report(self.snapshot())
             d = rng.expovariate(1.0 / mean)
             t0 = clock()
             sleep(d)

@@ -87,6 +87,9 @@ class GilStats:
     method: str = "gil-state"
     interpreter: str = ""
     window_s: Optional[float] = None
+    #: the sampled window on the system's monotonic clock (``time.monotonic()``)
+    window_start: Optional[float] = None
+    window_end: Optional[float] = None
     notes: Tuple[str, ...] = ()
     exit_code: Optional[int] = None
 
@@ -172,12 +175,13 @@ def from_raw(raw: Optional[Dict[str, Any]], *, gil: Optional[bool], wall_s: floa
     held_ci = wait_ci = None
     samples = 0
     method = "none"
-    window = None
+    window = w_start = w_end = None
     threads: List[ThreadStats] = []
     if raw is not None:
         samples = int(raw.get("samples") or 0)
         if raw.get("t_first") is not None and raw.get("t_last") is not None:
             window = max(0.0, raw["t_last"] - raw["t_first"])
+            w_start, w_end = raw["t_first"], raw["t_last"]
         method = raw.get("method", "gil-state")
         if raw.get("error"):
             notes_l.append(raw["error"])
@@ -223,6 +227,7 @@ def from_raw(raw: Optional[Dict[str, Any]], *, gil: Optional[bool], wall_s: floa
         wall_s=wall_s, cpu_s=cpu_s, longest_stall_s=stall, samples=samples, interval_s=interval_s,
         gil_held_ci=held_ci, gil_wait_ci=wait_ci, switches_per_s=switches_ps, threads=tuple(threads),
         gil_enabled_by=tuple(enabled_by), method=method, interpreter=interpreter, window_s=window,
+        window_start=w_start, window_end=w_end,
         notes=tuple(notes_l), exit_code=exit_code,
     )
 

@@ -261,12 +261,12 @@ def _scaling(cells: List[Cell], figs: _Figures) -> List[Dict[str, Any]]:
                 from ..stats import amdahl_fit
                 s.amdahl_p = amdahl_fit(many)
         has_serial = any(c.backend == "serial" for c in cs)
-        title = "%s \u00b7 %s" % (interp, wl)
-        sub = "%s scaling" % scaling + (", %s" % tag if tag else "")
+        extra = ", ".join(x for x in (scaling + " scaling" if scaling != "strong" else "", tag) if x)
+        title = "%s \u00b7 %s" % (interp, wl) + (" (%s)" % extra if extra else "")
         base = cs[0].workload
-        fig = figs.add("scaling", title + (" (%s)" % sub if (scaling != "strong" or tag) else ""),
-                       lambda p, t=title, s=list(series.values()), hs=has_serial, sb=sub:
-                       plots.speedup_plot(t, s, p, ideal=True, serial=hs, subtitle=sb),
+        fig = figs.add("scaling", title,
+                       lambda p, t=title, s=list(series.values()), hs=has_serial:
+                       plots.speedup_plot(t, s, p, ideal=True, serial=hs),
                        workload=base, interpreter=interp, tag=tag)
         serial = next((c for c in cs if c.backend == "serial"), None)
         fig["note"] = ("serial median %s for %s task%s" % (
@@ -335,7 +335,7 @@ def _interpreters(doc: Dict[str, Any], cells: List[Cell], figs: _Figures) -> Dic
             best_t = min(per_unit.values())
             rel = [(k, v / best_t) for k, v in per_unit.items()] if best_t > 0 else []
         if bars:
-            title = "%s: speedup per interpreter and backend" % wl
+            title = "%s: speedup by interpreter" % wl
             fig = figs.add("interp", title,
                            lambda p, t=title, b=bars, r=rel: plots.backend_bars(t, b, p, relative_serial=r),
                            workload=wl)
@@ -376,7 +376,8 @@ def _convoy(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
             if burner == "threads" and isinstance(pinned, bool):
                 lines[pinned].append((k, med, p99))
             else:
-                controls.append(("%d CPU-bound %s, %s" % (k, burner, where), k, med, p99))
+                what = {"processes": "process", "threads": "thread"}.get(burner, burner) if k == 1 else burner
+                controls.append(("%d CPU-bound %s, %s" % (k, what, where), k, med, p99))
         series = []
         if lines[True]:
             series.append(plots.ConvoyLine("one core", lines[True], "#c0392b"))
@@ -384,7 +385,7 @@ def _convoy(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
             series.append(plots.ConvoyLine("all cores", lines[False], "#1f77b4"))
         fig = None
         if series or controls:
-            title = "%s: I/O latency beside CPU-bound threads" % interp
+            title = "%s: echo round-trip latency" % interp
             fig = figs.add("convoy", title,
                            lambda p, t=title, s=series, c=controls: plots.convoy_plot(t, s, p, c),
                            interpreter=interp)
@@ -424,7 +425,7 @@ def _gilcheck(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
                          "stall": fmt_s(r.get("longest_stall_s")), "method": _plain(r.get("method"))})
         fig = None
         if bars:
-            title = "%s: does the call hold the GIL?" % interp
+            title = "%s: which calls hold the GIL" % interp
             fig = figs.add("gilcheck", title,
                            lambda p, t=title, b=bars, th=threshold: plots.gilcheck_plot(t, b, p, th),
                            interpreter=interp)
@@ -457,6 +458,8 @@ _ENV_ORDER = ("hostname", "os", "machine", "cpu_model", "usable_cores", "cores",
 def _environment(doc: Dict[str, Any]) -> List[Dict[str, str]]:
     env = _dict(doc.get("environment"))
     keys = [k for k in _ENV_ORDER if k in env] + sorted(k for k in env if k not in _ENV_ORDER)
+    if isinstance(env.get("cores"), dict) and "usable" in env["cores"]:
+        keys.remove("usable_cores") if "usable_cores" in keys else None
     rows = []
     for k in keys:
         v = env[k]
@@ -518,18 +521,30 @@ def build(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = Non
         ws = [_str(w) for w in _list(r.get("warnings"))]
         if ws:
             warned.append({"what": "%s experiment: %s" % (name, _str(r.get("interpreter"))), "warnings": ws})
-    envs = []
-    seen = []
+    # one column per results file (files with the same environment share one)
+    envs: List[Dict[str, Any]] = []
     for n, d in zip(names, docs):
         rows = _environment(d)
-        key = json.dumps(rows)
-        if key in seen:
-            continue
-        seen.append(key)
-        envs.append({"source": n, "rows": rows, "warnings": _env_warnings(d),
-                     "config": json.dumps(d.get("config"), indent=1, default=str)
-                     if d.get("config") else "",
-                     "created": _str(d.get("created"), ""), "updated": _str(d.get("updated"), "")})
+        written = _str(d.get("created"), "")
+        if written and d.get("updated") and d.get("updated") != d.get("created"):
+            written += " to " + _str(d.get("updated"))
+        same = next((e for e in envs if e["rows"] == rows), None)
+        if same is not None:
+            same["sources"].append(n)
+            same["written"].append(written)
+        else:
+            envs.append({"sources": [n], "rows": rows, "warnings": _env_warnings(d), "written": [written],
+                         "config": json.dumps(d.get("config"), indent=1, default=str)
+                         if d.get("config") else ""})
+    env_keys: List[str] = []
+    for e in envs:
+        for r in e["rows"]:
+            if r["key"] not in env_keys:
+                env_keys.append(r["key"])
+    env_table = [{"key": k, "values": [next((r["value"] for r in e["rows"] if r["key"] == k), "")
+                                       for e in envs]} for k in env_keys]
+    env_table.append({"key": "results written", "values": ["; ".join(x for x in e["written"] if x)
+                                                          for e in envs]})
     counts = OrderedDict((s, 0) for s in ("ok", "error", "unsupported"))
     for c in cells:
         counts[c.status if c.status in counts else "error"] += 1
@@ -545,7 +560,7 @@ def build(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = Non
         "claims": claims, "verdict_counts": [(k, v) for k, v in verdicts.items() if v],
         "scaling": scaling, "interp": interp, "convoy": convoy, "gilcheck": gil,
         "problems": problems, "warned": warned, "warning_count": sum(len(w["warnings"]) for w in warned),
-        "environments": envs, "cells": [c.row() for c in cells], "counts": counts,
+        "environments": envs, "env_table": env_table, "cells": [c.row() for c in cells], "counts": counts,
         "interpreter_count": len(interp["rows"]), "figures": figs.all,
     }
 
@@ -563,7 +578,7 @@ CSS = """
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
 body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",
-Roboto,"Helvetica Neue","DejaVu Sans",Arial,sans-serif;overflow-wrap:anywhere}
+Roboto,"Helvetica Neue","DejaVu Sans",Arial,sans-serif;overflow-wrap:break-word}
 main{max-width:1180px;margin:0 auto;padding:1.25rem 1rem 3rem}
 header.top{background:#13233a;color:#f1f4f8;padding:1.4rem 1rem 1.1rem}
 header.top>div{max-width:1180px;margin:0 auto}
@@ -607,7 +622,9 @@ line-height:1.4;overflow:auto;max-height:28rem;white-space:pre-wrap;word-break:b
 figure{margin:0;border:1px solid var(--line);border-radius:8px;padding:.5rem .5rem .4rem;background:#fff;
 min-width:0}
 figure.wide{grid-column:1/-1;max-width:820px}
-figure svg{display:block;width:100%;height:auto}
+figure svg{display:block;width:100%;height:auto;margin:0 auto}
+td.cmd{min-width:14rem}td.cmd code{word-break:break-all}
+table.env td.key{width:14rem}
 figure svg text{font-family:"DejaVu Sans",Verdana,Arial,sans-serif!important}
 figcaption{font-size:.82rem;color:var(--muted);padding:.3rem .2rem 0}
 figcaption b{color:var(--fg);font-weight:600}
@@ -618,6 +635,7 @@ border-radius:6px;padding:.8rem 1rem;margin:1rem 0}
 ul.warnings{margin:.1rem 0;padding-left:1.1rem}
 ul.warnings li{margin:.1rem 0}
 .muted{color:var(--muted)}
+.nowrap{white-space:nowrap}
 .figerror{color:var(--fails);font-size:.85rem}
 footer{margin-top:3rem;color:var(--muted);font-size:.82rem;border-top:1px solid var(--line);padding-top:.8rem}
 @media (max-width:640px){
@@ -734,7 +752,7 @@ Measure first, e.g. <code>threadwise bench --quick -o results.json</code> or <co
 <thead><tr><th>Interpreter</th><th>Implementation</th><th>Version</th><th>GIL</th><th>Free-threaded build</th><th>Switch interval</th><th>Start methods</th><th>Subinterpreters</th><th>Command</th></tr></thead>
 <tbody>
 {% for r in m.interp.rows %}
-<tr><td><strong>{{ r.label }}</strong></td><td>{{ r.implementation }}</td><td>{{ r.version }}</td><td>{{ r.gil }}</td><td>{{ r.free_threaded }}</td><td class="num">{{ r.switch }}</td><td>{{ r.start_methods }}{% if r.default_start not in ("?", "–") %} (default {{ r.default_start }}){% endif %}</td><td>{{ r.subinterpreters }}</td><td><code>{{ r.command }}</code>{% if r.details %}<details><summary>all facts</summary><pre>{{ r.details }}</pre></details>{% endif %}</td></tr>
+<tr><td class="nowrap"><strong>{{ r.label }}</strong></td><td>{{ r.implementation }}</td><td>{{ r.version }}</td><td>{{ r.gil }}</td><td>{{ r.free_threaded }}</td><td class="num">{{ r.switch }}</td><td>{{ r.start_methods }}{% if r.default_start not in ("?", "–") %} (default {{ r.default_start }}){% endif %}</td><td>{{ r.subinterpreters }}</td><td class="cmd"><code>{{ r.command }}</code>{% if r.details %}<details><summary>all facts</summary><pre>{{ r.details }}</pre></details>{% endif %}</td></tr>
 {% endfor %}
 </tbody></table></div>
 </section>
@@ -796,17 +814,13 @@ Measure first, e.g. <code>threadwise bench --quick -o results.json</code> or <co
 
 <section id="environment">
 <h2>Environment</h2>
-{% for e in m.environments %}
-{% if m.environments|length > 1 %}<h3><code>{{ e.source }}</code></h3>{% endif %}
-{% for w in e.warnings %}<div class="notice warn">{{ w }}</div>{% endfor %}
-{% if e.rows %}
-<div class="scroll"><table class="env">
-<tbody>{% for r in e.rows %}<tr><td class="key">{{ r.key }}</td><td>{{ r.value }}</td></tr>{% endfor %}
-{% if e.created %}<tr><td class="key">results written</td><td>{{ e.created }}{% if e.updated and e.updated != e.created %} to {{ e.updated }}{% endif %}</td></tr>{% endif %}
-</tbody></table></div>
-{% else %}<p class="muted">No environment was recorded{% if m.environments|length > 1 %} in this file{% endif %}.</p>{% endif %}
-{% if e.config %}<details><summary>run configuration</summary><pre>{{ e.config }}</pre></details>{% endif %}
-{% endfor %}
+<p class="lead">Where the numbers come from{% if m.environments|length > 1 %}: one column per results file{% endif %}. Every measurement carries it; a busy or small machine makes speedups smaller and noisier.</p>
+{% for e in m.environments %}{% for w in e.warnings %}<div class="notice warn">{% if m.environments|length > 1 %}<code>{{ e.sources|join(", ") }}</code>: {% endif %}{{ w }}</div>{% endfor %}{% endfor %}
+<div class="scroll"><table class="env" id="environment-table">
+{% if m.environments|length > 1 %}<thead><tr><th></th>{% for e in m.environments %}<th><code>{{ e.sources|join(", ") }}</code></th>{% endfor %}</tr></thead>{% endif %}
+<tbody>{% for r in m.env_table %}<tr><td class="key">{{ r.key }}</td>{% for v in r["values"] %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table></div>
+{% for e in m.environments %}{% if e.config %}<details><summary>run configuration{% if m.environments|length > 1 %} of {{ e.sources|join(", ") }}{% endif %}</summary><pre>{{ e.config }}</pre></details>{% endif %}{% endfor %}
 </section>
 
 {% if m.cells %}

@@ -38,11 +38,13 @@ RC = {
     "svg.fonttype": "none",          # text as <text>: selectable, searchable, small
     "svg.hashsalt": "threadwise",    # stable ids: the same results give the same page
     "text.parse_math": False,        # "$x$" in a label is text, not mathtext
-    "font.size": 9.5,
-    "axes.titlesize": 10.5,
+    "font.size": 10,
+    "axes.titlesize": 11,
     "axes.titleweight": "bold",
-    "axes.labelsize": 9.5,
-    "legend.fontsize": 8.5,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9.5,
+    "ytick.labelsize": 9.5,
+    "legend.fontsize": 9,
     "legend.framealpha": 0.85,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -115,9 +117,13 @@ def inline_svg(svg: str, prefix: str, title: str = "") -> str:
 
     svg = _TAG.sub(fix, svg)
     head_end = svg.index(">", svg.index("<svg")) + 1
-    head = _SIZE_ATTRS.sub("", svg[:head_end])
-    head = head[:-1] + ' role="img" aria-label="%s" preserveAspectRatio="xMidYMid meet">' % escape(
-        title, quote=True)
+    head = svg[:head_end]
+    m = re.search(r'\swidth="([0-9.]+)pt"', head)
+    # CSS px = 4/3 pt; let a figure grow to 1.3x its natural size, no more (text stays sane)
+    style = ' style="max-width:%dpx"' % round(float(m.group(1)) * 4 / 3 * 1.3) if m else ""
+    head = _SIZE_ATTRS.sub("", head)
+    head = head[:-1] + ' role="img" aria-label="%s" preserveAspectRatio="xMidYMid meet"%s>' % (
+        escape(title, quote=True), style)
     return head + svg[head_end:].strip()
 
 
@@ -169,34 +175,44 @@ def _worker_axis(ax: Any, workers: Sequence[int]) -> None:
         ax.set_xlim(lo - pad, hi + pad)
 
 
+def _dodge(n: int, i: int, span: float, log: bool) -> float:
+    """A small sideways shift for series ``i`` of ``n``, so points at the same x stay visible."""
+    if n < 2:
+        return 0.0
+    return (i - (n - 1) / 2.0) * (0.035 if log else 0.018 * span)
+
+
 def speedup_plot(title: str, series: Sequence[Series], prefix: str, ideal: bool = True,
-                 serial: bool = True, subtitle: str = "") -> str:
+                 serial: bool = True) -> str:
     """Speedup (y) against workers (x): a line per series, its 95% CI as a band (error
     bars where a series has one point), the ideal y = x, the serial baseline at (1, 1).
-    Open markers: points whose cell carries instability warnings."""
+    Open markers: points whose cell carries instability warnings.  Series are dodged
+    sideways a little so that points at the same worker count don't hide each other."""
     with matplotlib.rc_context(RC):
-        fig = _figure(5.2, 3.5)
+        fig = _figure(4.9, 4.0)
         ax = fig.add_subplot()
         workers = [1] + [p.workers for s in series for p in s.points]
         wmax = max(workers)
+        log = wmax / 1 > 8
+        span = max(1, wmax - 1)
         if ideal and wmax > 1:
             ax.plot([1, wmax], [1, wmax], linestyle=(0, (4, 3)), color="#9aa0a6", linewidth=1.1,
-                    label="ideal (speedup = workers)", zorder=1)
+                    label="ideal: speedup = workers", zorder=1)
         ax.axhline(1.0, color="#5f6368", linewidth=0.8, zorder=1)
         any_unstable = False
-        for s in series:
+        drawn = [s for s in series if s.points]
+        for i, s in enumerate(drawn):
             pts = sorted(s.points, key=lambda p: p.workers)
-            if not pts:
-                continue
             col = color_for(s.backend)
             ls = _START_STYLES.get(s.start_method, "-.")
-            xs = [p.workers for p in pts]
+            d = _dodge(len(drawn), i, span, log)
+            xs = [p.workers * (2 ** d) if log else p.workers + d for p in pts]
             ys = [p.speedup for p in pts]
             los = [p.lo if p.lo is not None else p.speedup for p in pts]
             his = [p.hi if p.hi is not None else p.speedup for p in pts]
-            label = short(s.label)
+            label = short(s.label, 36)
             if s.amdahl_p is not None:
-                label += "  (Amdahl p=%.2f)" % s.amdahl_p
+                label += " (Amdahl p=%.2f)" % s.amdahl_p
             marker = "s" if s.per_task else "o"
             ax.plot(xs, ys, linestyle=ls, color=col, linewidth=1.8, marker=marker, markersize=5,
                     label=label, zorder=3)
@@ -206,29 +222,28 @@ def speedup_plot(title: str, series: Sequence[Series], prefix: str, ideal: bool 
                 ax.errorbar(xs, ys, yerr=[[max(0.0, y - lo) for y, lo in zip(ys, los)],
                                           [max(0.0, hi - y) for y, hi in zip(ys, his)]],
                             fmt="none", ecolor=col, elinewidth=1.2, capsize=3, zorder=2)
-            bad = [p for p in pts if p.unstable]
+            bad = [(x, p) for x, p in zip(xs, pts) if p.unstable]
             if bad:
                 any_unstable = True
-                ax.plot([p.workers for p in bad], [p.speedup for p in bad], linestyle="none",
+                ax.plot([x for x, _ in bad], [p.speedup for _, p in bad], linestyle="none",
                         marker=marker, markersize=6.5, markerfacecolor="white",
                         markeredgecolor=col, markeredgewidth=1.5, zorder=4)
         if serial:
             ax.plot([1], [1], marker="D", color=BACKEND_COLORS["serial"], markersize=5,
-                    linestyle="none", label="serial (the baseline)", zorder=5)
+                    linestyle="none", label="serial: the baseline", zorder=5)
+        if any_unstable:
+            ax.plot([], [], linestyle="none", marker="o", markersize=6.5, markerfacecolor="white",
+                    markeredgecolor="#5f6368", markeredgewidth=1.5, label="open: unstable (warnings)")
         _worker_axis(ax, workers)
         ymax = max([1.0] + [p.hi if p.hi is not None else p.speedup
                             for s in series for p in s.points])
         ymax = max(ymax, wmax if ideal else 1.0)
-        ax.set_ylim(0, ymax * 1.08 + 0.05)
+        ax.set_ylim(0, ymax * 1.06 + 0.05)
         ax.set_xlabel("workers")
         ax.set_ylabel("speedup over serial (\u00d7)")
-        ax.set_title(short(title, 60), loc="left")
-        if subtitle or any_unstable:
-            note = "; ".join(x for x in (short(subtitle, 70), "open markers: unstable"
-                                         if any_unstable else "") if x)
-            ax.text(1.0, 1.01, note, transform=ax.transAxes, ha="right", va="bottom",
-                    fontsize=7.5, color="#5f6368")
-        ax.legend(loc="upper left", handlelength=2.2)
+        ax.set_title(short(title, 52), loc="left")
+        fig.legend(loc="outside lower center", ncol=2, frameon=False, handlelength=2.2,
+                   columnspacing=1.2)
         return _render(fig, prefix, title)
 
 
@@ -249,7 +264,7 @@ def backend_bars(title: str, bars: Sequence[Bar], prefix: str,
                  relative_serial: Optional[Sequence[Tuple[str, float]]] = None) -> str:
     """Grouped bars: per interpreter, the speedup of each backend at its most workers,
     with the 95% CI as error bars.  With ``relative_serial`` (interpreter, time relative
-    to the fastest), a second panel shows single-thread speed."""
+    to the fastest) for two or more interpreters, a second panel shows single-thread speed."""
     groups: List[str] = []
     backends: List[str] = []
     for b in bars:
@@ -259,10 +274,11 @@ def backend_bars(title: str, bars: Sequence[Bar], prefix: str,
             backends.append(b.backend)
     two = bool(relative_serial) and len(relative_serial or ()) > 1
     with matplotlib.rc_context(RC):
-        height = 1.6 + 0.42 * len(groups) * max(1, len(backends)) ** 0.5
-        fig = _figure(6.4 if two else 5.4, max(2.8, min(height, 8.0)))
+        per_group = 0.28 * max(1, len(backends)) + 0.25
+        height = 1.9 + per_group * len(groups)
+        fig = _figure(6.2 if two else 5.2, min(height, 9.0))
         if two:
-            ax, ax2 = fig.subplots(1, 2, width_ratios=[2.2, 1], sharey=True)
+            ax, ax2 = fig.subplots(1, 2, width_ratios=[2.1, 1], sharey=True)
         else:
             ax, ax2 = fig.add_subplot(), None
         n = max(1, len(backends))
@@ -277,36 +293,38 @@ def backend_bars(title: str, bars: Sequence[Bar], prefix: str,
             vals = [b.speedup for _, b in sel]
             err = [[max(0.0, b.speedup - (b.lo if b.lo is not None else b.speedup)) for _, b in sel],
                    [max(0.0, (b.hi if b.hi is not None else b.speedup) - b.speedup) for _, b in sel]]
-            ax.barh(pos, vals, height=h * 0.9, color=color_for(be), alpha=0.9,
+            ax.barh(pos, vals, height=h * 0.86, color=color_for(be.split("/")[0]), alpha=0.9,
                     xerr=err, error_kw={"elinewidth": 1, "capsize": 2.5, "ecolor": "#333333"},
                     label=short(be, 24))
             for (_, b), y in zip(sel, pos):
                 hi = b.hi if b.hi is not None else b.speedup
                 top = max(top, hi)
-                ax.text(hi, y, "  %.2f\u00d7 (x%d)" % (b.speedup, b.workers), va="center",
-                        ha="left", fontsize=7.5, color="#333333")
+                ax.annotate("%.2f\u00d7 at %d" % (b.speedup, b.workers), xy=(hi, y), xytext=(4, 0),
+                            textcoords="offset points", va="center", ha="left", fontsize=8.5,
+                            color="#333333")
         ax.axvline(1.0, color="#5f6368", linewidth=0.9)
-        ax.set_xlim(0, top * 1.35 + 0.1)
+        ax.set_xlim(0, top * 1.4 + 0.1)
         ax.set_yticks(ys)
-        ax.set_yticklabels([short(g, 28) for g in groups])
-        ax.invert_yaxis()
+        ax.set_yticklabels([short(g, 24) for g in groups])
+        ax.set_ylim(len(groups) - 0.5, -0.5)
         ax.grid(axis="y", visible=False)
-        ax.set_xlabel("speedup over serial (\u00d7), most workers measured")
-        ax.set_title(short(title, 60), loc="left")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.set_xlabel("speedup over serial (\u00d7)")
+        ax.set_title(short(title, 52), loc="left")
         if ax2 is not None and relative_serial:
             rel = dict(relative_serial)
             vals = [rel.get(g, float("nan")) for g in groups]
             ax2.barh(ys, vals, height=0.5, color="#6c757d", alpha=0.85)
             for y, v in zip(ys, vals):
                 if not math.isnan(v):
-                    ax2.text(v, y, " %.2f" % v, va="center", ha="left", fontsize=7.5)
+                    ax2.annotate("%.2f" % v, xy=(v, y), xytext=(3, 0), textcoords="offset points",
+                                 va="center", ha="left", fontsize=8.5)
             finite = [v for v in vals if not math.isnan(v)] or [1.0]
-            ax2.set_xlim(0, max(finite) * 1.35)
+            ax2.set_xlim(0, max(finite) * 1.45)
             ax2.axvline(1.0, color="#5f6368", linewidth=0.9)
             ax2.grid(axis="y", visible=False)
-            ax2.set_xlabel("serial time per unit of work\n(1 = fastest; lower is better)")
-            ax2.set_title("single-thread speed", loc="left")
+            ax2.set_xlabel("serial time per unit\n(1 = fastest)")
+            ax2.set_title("one thread", loc="left")
+        fig.legend(loc="outside lower center", ncol=min(4, n), frameon=False)
         return _render(fig, prefix, title)
 
 
@@ -320,14 +338,19 @@ class ConvoyLine:
     color: str = "#1f77b4"
 
 
+def _ms(v: float, _pos: Any = None) -> str:
+    return "%g" % float("%.3g" % v)
+
+
 def convoy_plot(title: str, lines: Sequence[ConvoyLine], prefix: str,
                 controls: Sequence[Tuple[str, int, float, float]] = ()) -> str:
     """Echo round-trip latency (median: solid, p99: dashed) against the number of
     CPU-bound threads beside the I/O thread, one line pair per core setting; log y.
     ``controls``: extra single points (label, cpu_threads, median_s, p99_s), e.g. a
     CPU-bound *process* instead of a thread."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
     with matplotlib.rc_context(RC):
-        fig = _figure(5.6, 3.7)
+        fig = _figure(5.2, 4.3)
         ax = fig.add_subplot()
         xs_all: List[int] = []
         for ln in lines:
@@ -347,14 +370,19 @@ def convoy_plot(title: str, lines: Sequence[ConvoyLine], prefix: str,
             ax.plot([k], [1000 * p99], marker=m, color="#2a9d3f", linestyle="none", markersize=7,
                     markerfacecolor="white", label="%s, p99" % short(label, 40))
         ax.set_yscale("log")
+        # plain numbers on the log axis: the default formatter writes mathtext, which
+        # parse_math=False (our defence against "$" in labels) would show raw
+        ax.yaxis.set_major_locator(LogLocator(base=10))
+        ax.yaxis.set_major_formatter(FuncFormatter(_ms))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
         ks = sorted(set(xs_all)) or [0]
         ax.xaxis.set_major_locator(FixedLocator(ks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlim(ks[0] - 0.3, ks[-1] + 0.3)
         ax.set_xlabel("CPU-bound threads beside the I/O thread")
-        ax.set_ylabel("round-trip latency (ms, log)")
-        ax.set_title(short(title, 60), loc="left")
-        ax.legend(loc="upper left", fontsize=7.5, ncol=1)
+        ax.set_ylabel("round-trip latency (ms, log scale)")
+        ax.set_title(short(title, 52), loc="left")
+        fig.legend(loc="outside lower center", ncol=2, frameon=False)
         return _render(fig, prefix, title)
 
 
@@ -366,26 +394,27 @@ def gilcheck_plot(title: str, rows: Sequence[Tuple[str, float, Optional[bool]]],
     """Horizontal bars: per call, the share of its time a pure-Python ticker thread kept
     running beside it (low = the call holds the GIL), coloured by the verdict."""
     with matplotlib.rc_context(RC):
-        fig = _figure(5.4, 1.3 + 0.34 * max(1, len(rows)))
+        fig = _figure(5.2, 1.5 + 0.36 * max(1, len(rows)))
         ax = fig.add_subplot()
         ys = list(range(len(rows)))
         colors = ["#c0392b" if holds else ("#2a9d3f" if holds is False else "#7f8c8d")
                   for _, _, holds in rows]
         vals = [v for _, v, _ in rows]
-        ax.barh(ys, vals, color=colors, height=0.6)
+        ax.barh(ys, vals, color=colors, height=0.62)
         for y, v, (_, _, holds) in zip(ys, vals, rows):
-            ax.text(v, y, "  %.2f %s" % (v, {True: "holds", False: "releases"}.get(holds, "?")),
-                    va="center", fontsize=7.5)
+            ax.annotate("%.2f %s" % (v, {True: "holds", False: "releases"}.get(holds, "?")),
+                        xy=(v, y), xytext=(3, 0), textcoords="offset points", va="center",
+                        fontsize=8.5)
         if threshold is not None:
             ax.axvline(threshold, color="#5f6368", linestyle=(0, (4, 3)), linewidth=1)
-            ax.text(threshold, -0.75, " threshold %.2f" % threshold, fontsize=7.5, color="#5f6368")
         ax.set_yticks(ys)
-        ax.set_yticklabels([short(r[0], 32) for r in rows])
-        ax.set_ylim(len(rows) - 0.4, -1.1)
-        ax.set_xlim(0, max([1.0] + vals) * 1.3)
+        ax.set_yticklabels([short(r[0], 28) for r in rows])
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_xlim(0, max([1.0] + vals) * 1.35)
         ax.grid(axis="y", visible=False)
-        ax.set_xlabel("ticker thread's share of its solo speed beside the call")
-        ax.set_title(short(title, 60), loc="left")
+        ax.set_xlabel("ticker thread's speed beside the call\n(share of its speed alone%s)" % (
+            "; dashed: threshold %.2f" % threshold if threshold is not None else ""))
+        ax.set_title(short(title, 52), loc="left")
         return _render(fig, prefix, title)
 
 

@@ -75,8 +75,13 @@ def cpu_time():
             return _jvm_cpu()
         except Exception:
             pass
-    t = os.times()
+    if _process_time is not None:
+        return _process_time()   # CLOCK_PROCESS_CPUTIME_ID: ns resolution, all threads
+    t = os.times()               # Python 2.7: clock ticks (10 ms)
     return t[0] + t[1]
+
+
+_process_time = getattr(time, "process_time", None)
 
 
 def _cpu_clock_name():
@@ -86,6 +91,8 @@ def _cpu_clock_name():
             return "jvm OperatingSystemMXBean.getProcessCpuTime"
         except Exception:
             return "os.times (unreliable on Jython)"
+    if _process_time is not None:
+        return "time.process_time"
     return "os.times user+system"
 
 
@@ -148,9 +155,16 @@ def describe():
     info["switch_interval_s"] = sys.getswitchinterval() if hasattr(sys, "getswitchinterval") else None
     try:
         import multiprocessing
+        if not hasattr(multiprocessing, "get_all_start_methods"):
+            multiprocessing.Process  # noqa: B018  (Python 2.7: fork only)
+            info["start_methods"] = ["fork"] if hasattr(os, "fork") else []
+            info["default_start_method"] = "fork" if hasattr(os, "fork") else None
+            raise StopIteration
         info["start_methods"] = list(multiprocessing.get_all_start_methods())
         info["default_start_method"] = multiprocessing.get_start_method(allow_none=True) or \
             multiprocessing.get_context().get_start_method()
+    except StopIteration:
+        pass
     except Exception as e:
         info["start_methods"] = []
         info["default_start_method"] = None
@@ -275,11 +289,17 @@ class ProcessBackend(SerialBackend):
         except ImportError as e:
             raise Unsupported("this interpreter has no multiprocessing (%s)" % e)
         method = self.cfg.get("start_method")
-        if method and method not in multiprocessing.get_all_start_methods():
-            raise Unsupported("start method %r is not available here (available: %s)"
-                              % (method, ", ".join(multiprocessing.get_all_start_methods())))
-        ctx = multiprocessing.get_context(method) if method else multiprocessing.get_context()
-        self.method = ctx.get_start_method()
+        if not hasattr(multiprocessing, "get_context"):
+            # Python 2.7: fork only, no contexts
+            if method not in (None, "fork"):
+                raise Unsupported("start method %r needs Python 3.4+; Python 2 only forks" % method)
+            ctx, self.method = multiprocessing, "fork"
+        else:
+            if method and method not in multiprocessing.get_all_start_methods():
+                raise Unsupported("start method %r is not available here (available: %s)"
+                                  % (method, ", ".join(multiprocessing.get_all_start_methods())))
+            ctx = multiprocessing.get_context(method) if method else multiprocessing.get_context()
+            self.method = ctx.get_start_method()
         t0 = _clock()
         self.procs, self.conns = [], []
         for _ in range(self.cfg["workers"]):
