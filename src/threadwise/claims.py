@@ -72,7 +72,8 @@ class Experiments:
     def __init__(self, interpreters: Sequence[Interpreter], doc: Dict[str, Any],
                  output: Optional[str] = None, quick: bool = False,
                  repeats: Optional[int] = None, warmups: Optional[int] = None,
-                 timeout: float = 300.0) -> None:
+                 timeout: float = 300.0, imports: Sequence[str] = ()) -> None:
+        self.imports = list(imports)
         self.interps = list(interpreters)
         self.doc, self.output, self.quick = doc, output, quick
         self.repeats = repeats if repeats is not None else (3 if quick else 5)
@@ -92,7 +93,7 @@ class Experiments:
         return BenchConfig(interpreters=interps, workloads=[WorkloadSpec(w) for w in workloads],
                            backends=list(backends), workers=sorted(set(workers)),
                            repeats=self.repeats, warmups=self.warmups, task_s=self.task_s,
-                           timeout=self.timeout, **kw)
+                           timeout=self.timeout, imports=self.imports, **kw)
 
     def _configs(self, only: Optional[Sequence[str]]) -> List[BenchConfig]:
         want = set(only or CLAIM_IDS)

@@ -63,6 +63,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmups", type=int, default=None, help="untimed warm-ups per cell (default 1)")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds before a cell's agent is killed as hung (default 300)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE in the target before measuring (repeatable); on a "
+                        "free-threaded build, an import that turns the GIL back on is named")
     p.add_argument("-o", "--output", metavar="FILE", help="write the results (JSON) to FILE, cell by cell")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
 
@@ -172,7 +175,7 @@ def _bench_config(args: argparse.Namespace) -> Any:
         warmups=args.warmups if args.warmups is not None else 1,
         task_s=(args.task_ms if args.task_ms is not None else (20.0 if args.quick else 100.0)) / 1000.0,
         tasks=args.tasks, scaling=args.scaling, timeout=args.timeout,
-        switch_interval=args.switch_interval, sizes=sizes)
+        switch_interval=args.switch_interval, sizes=sizes, imports=list(args.imports))
     for k in sizes:
         if k not in {w.name for w in cfg.workloads}:
             raise UsageError("--size names workload %r, which this run does not measure" % k,
@@ -265,7 +268,8 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
     doc = results.new_document(environment.host(), {"command": "claims",
                                                     "interpreters": [i.command for i in interps]})
     exp = claims_mod.Experiments(interps, doc, output=args.output, quick=args.quick,
-                                 repeats=args.repeats, warmups=args.warmups, timeout=args.timeout)
+                                 repeats=args.repeats, warmups=args.warmups, timeout=args.timeout,
+                                 imports=args.imports)
     prog = views.progress(err)
     task = prog.add_task("claims", total=exp.total(only), cell="")
     exp.on_step = lambda title: prog.update(task, cell=title)

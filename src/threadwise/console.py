@@ -88,6 +88,8 @@ def bench_tables(doc: Dict[str, Any], console: Console) -> None:
                       *[_fmt_speedup(r[w]) if w in r else "" for w in workers], par)
             last = label
         console.print(t)
+    if len(by_interp) > 1:
+        compare_interpreters(doc, console)
     errors = [c for c in cells if c.get("status") == "error"]
     for c in errors[:10]:
         console.print("[red]error[/] %s %s %s x%d: %s" % (c["interpreter"], c["workload"],
@@ -103,6 +105,45 @@ def bench_tables(doc: Dict[str, Any], console: Console) -> None:
     console.print("[dim]%s; %s; load average at start %s[/]" % (
         env.get("cpu_model", "?"), (env.get("cores") or {}).get("derivation", "?"),
         ", ".join("%.2f" % x for x in env.get("load_avg") or [])))
+
+
+def compare_interpreters(doc: Dict[str, Any], console: Console) -> None:
+    """Interpreters side by side: serial time and the speedup at the most workers."""
+    cells = [c for c in doc.get("cells", []) if not c.get("tag")]
+    interps = list(OrderedDict((c["interpreter"], None) for c in cells))
+    top = max((c["workers"] for c in cells), default=1)
+    t = Table(title="interpreters side by side: serial time for the same work (first = 1.00x), "
+              "and speedup with %d workers" % top, title_justify="left")
+    t.add_column("workload")
+    t.add_column("backend")
+    for i in interps:
+        info = doc.get("interpreters", {}).get(i, {})
+        gil = {True: "GIL", False: "no GIL"}.get(info.get("gil_enabled"), "?")
+        t.add_column("%s\n%s" % (escape(i), gil), justify="right")
+    rows: "OrderedDict[tuple, Dict[str, Dict[str, Any]]]" = OrderedDict()
+    for c in cells:
+        b = c["backend"] + ("/" + c["start_method"] if c.get("start_method") else "")
+        if c["backend"] == "serial" or c["workers"] == top:
+            rows.setdefault((c.get("workload_label", c["workload"]), b), {})[c["interpreter"]] = c
+    def per_unit(c: Dict[str, Any]) -> Optional[float]:
+        if c.get("status") != "ok" or not c.get("size"):
+            return None
+        return c["wall_s"]["median"] / (c["tasks"] * c["size"])
+
+    for (w, b), r in rows.items():
+        vals = []
+        ref = next((per_unit(r[i]) for i in interps if i in r and per_unit(r[i])), None)
+        for i in interps:
+            c = r.get(i)
+            if c is None:
+                vals.append("")
+            elif b == "serial":
+                u = per_unit(c)
+                vals.append("[red]error[/]" if u is None else "time %.2fx" % (u / ref) if ref else "")
+            else:
+                vals.append(_fmt_speedup(c))
+        t.add_row(escape(w), b, *vals)
+    console.print(t)
 
 
 def claims_table(claims: List[Dict[str, Any]], console: Console, doc: Optional[Dict[str, Any]] = None) -> None:

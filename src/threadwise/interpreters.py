@@ -76,11 +76,11 @@ class Interpreter:
 
     def environ(self) -> Dict[str, str]:
         env = dict(os.environ)
-        env.update(dict(self.env))
-        env.setdefault("PYTHONIOENCODING", "utf-8")
-        # the target must not pick up the host's threadwise or a PYTHONPATH for another version
+        # the target must not pick up the host's PYTHONPATH (set for another version) ...
         env.pop("PYTHONPATH", None)
         env.pop("PYTHONHOME", None)
+        env.update(dict(self.env))   # ... but one given with the command is the user's choice
+        env.setdefault("PYTHONIOENCODING", "utf-8")
         return env
 
 
@@ -259,9 +259,12 @@ def _tail(text: str, n: int = 800) -> str:
     return text if len(text) <= n else "..." + text[-n:]
 
 
-def describe(interp: Interpreter, parallel_probe: bool = False, timeout: float = 60.0) -> Dict[str, Any]:
-    """The interpreter's facts (implementation, version, GIL, sub-interpreters, ...)."""
-    run = run_agent(interp, {"mode": "describe", "parallel_probe": parallel_probe}, timeout=timeout)
+def describe(interp: Interpreter, parallel_probe: bool = False, timeout: float = 60.0,
+             imports: Sequence[str] = ()) -> Dict[str, Any]:
+    """The interpreter's facts (implementation, version, GIL, sub-interpreters, ...), after
+    importing ``imports`` (which may turn a free-threaded build's GIL back on)."""
+    run = run_agent(interp, {"mode": "describe", "parallel_probe": parallel_probe,
+                             "imports": list(imports)}, timeout=timeout)
     info = run.first("info")
     if info is None:
         err = run.first("error") or {}
@@ -275,9 +278,10 @@ def describe(interp: Interpreter, parallel_probe: bool = False, timeout: float =
     par = run.first("parallel")
     if par:
         info["parallel_probe"] = {k: v for k, v in par.items() if k != "type"}
-    reenabled = gil_reenabled_by(run.stderr)
-    if reenabled:
-        info["gil_reenabled_by"] = reenabled
+    if not info.get("gil_reenabled_by"):
+        reenabled = gil_reenabled_by(run.stderr)
+        if reenabled:
+            info["gil_reenabled_by"] = [{"module": m} for m in reenabled]
     return info
 
 

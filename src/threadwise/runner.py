@@ -99,6 +99,8 @@ class BenchConfig:
     per_task: bool = False
     #: distinguishes cells of the same workload measured for another purpose (e.g. "tiny")
     tag: str = ""
+    #: modules the agent imports before measuring (to see, e.g., whether one turns the GIL on)
+    imports: List[str] = field(default_factory=list)
 
     def validate(self) -> None:
         for b in self.backends:
@@ -136,7 +138,7 @@ class BenchConfig:
                 "repeats": self.repeats, "warmups": self.warmups, "task_s": self.task_s,
                 "tasks": self.task_count(), "scaling": self.scaling,
                 "tasks_per_worker": self.tasks_per_worker, "timeout_s": self.timeout,
-                "switch_interval": self.switch_interval}
+                "switch_interval": self.switch_interval, "imports": self.imports}
 
 
 @dataclass
@@ -253,7 +255,7 @@ class Runner:
         if info and "error" not in info and info.get("command") == interp.command:
             return info
         try:
-            info = describe(interp, timeout=min(self.cfg.timeout, 120))
+            info = describe(interp, timeout=min(self.cfg.timeout, 120), imports=self.cfg.imports)
         except InterpreterError as e:
             self.broken[label] = e.message()
             self.doc["interpreters"][label] = {"command": interp.command, "label": label,
@@ -305,7 +307,7 @@ class Runner:
                   "start_method": spec.start_method, "warmups": self.cfg.warmups,
                   "repeats": self.cfg.repeats, "size": size, "target_s": self.cfg.task_s,
                   "context": context, "switch_interval": self.cfg.switch_interval,
-                  "per_task": spec.per_task}
+                  "per_task": spec.per_task, "imports": list(self.cfg.imports)}
         samples: List[Dict[str, Any]] = []
 
         def on_record(rec: Dict[str, Any]) -> None:
@@ -319,11 +321,15 @@ class Runner:
         except InterpreterError as e:
             cell["error"] = e.message()
             return cell
-        reenabled = gil_reenabled_by(run.stderr)
+        ran = run.first("info") or {}
+        if "gil_enabled" in ran:
+            cell["gil_enabled"] = ran["gil_enabled"]
+        reenabled = [m["module"] for m in ran.get("gil_reenabled_by") or []] or \
+            gil_reenabled_by(run.stderr)
         if reenabled:
             cell["gil_reenabled_by"] = reenabled
-            cell["warnings"].append("the GIL was re-enabled at run time by importing %s: these "
-                                    "threads ran with a GIL" % ", ".join(reenabled))
+            cell["warnings"].append("importing %s turned the GIL back on in this free-threaded "
+                                    "build: these threads ran with a GIL" % ", ".join(reenabled))
         start = run.first("startup")
         cell["startup_s"] = start["seconds"] if start else None
         if run.first("unsupported"):

@@ -621,7 +621,7 @@ line-height:1.4;overflow:auto;max-height:28rem;white-space:pre-wrap;word-break:b
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,480px),1fr));gap:1rem}
 figure{margin:0;border:1px solid var(--line);border-radius:8px;padding:.5rem .5rem .4rem;background:#fff;
 min-width:0}
-figure.wide{grid-column:1/-1;max-width:820px}
+figure.wide{grid-column:1/-1;max-width:700px}
 figure svg{display:block;width:100%;height:auto;margin:0 auto}
 td.cmd{min-width:14rem}td.cmd code{word-break:break-all}
 table.env td.key{width:14rem}

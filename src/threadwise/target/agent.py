@@ -639,6 +639,28 @@ def run_gilcheck(cfg):
         emit("gilcheck", **res)
 
 
+def do_imports(modules):
+    """Import the user's modules before measuring (``--import``).  On a free-threaded build an
+    extension that isn't marked free-threading-safe turns the GIL back on with a RuntimeWarning
+    that names it: record which module and when."""
+    import warnings
+    found = []
+    t0 = _clock()
+    for name in modules:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            __import__(name)
+        for w in caught:
+            text = str(w.message)
+            if "global interpreter lock" in text and "enabled" in text:
+                mod = text.split("module '", 1)[1].split("'", 1)[0] if "module '" in text else name
+                found.append({"module": mod, "imported": name, "at_s": _clock() - t0,
+                              "message": text})
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return found
+
+
 def main(cfg):
     tmpdir = cfg.get("tmpdir")
     W.CONTEXT.update(cfg.get("context") or {})
@@ -647,7 +669,11 @@ def main(cfg):
     try:
         if cfg.get("switch_interval") and cfg.get("mode") != "convoy":
             sys.setswitchinterval(cfg["switch_interval"])
-        emit("info", **describe())
+        reenabled = do_imports(cfg.get("imports") or [])
+        info = describe()
+        if reenabled:
+            info["gil_reenabled_by"] = reenabled
+        emit("info", **info)
         mode = cfg.get("mode", "cell")
         if mode == "describe":
             if cfg.get("parallel_probe"):
