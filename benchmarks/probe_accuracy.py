@@ -152,7 +152,11 @@ def run_case(case_file: str, mode: str, n: int, duty: float, periods: int, perio
             probe_out = os.path.join(tmp, "probe.json")
             cmd = [sys.executable, "-m", "threadwise.probe.cli", "--json", "--output", probe_out,
                    "--", sys.executable] + args
-        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        try:
+            p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=15 + periods * period_ms / 1000.0 * 3)
+        except subprocess.TimeoutExpired:
+            return {"error": "timed out (hung)"}
         if p.returncode != 0 or not os.path.exists(out):
             return {"error": (p.stderr.decode(errors="replace")[-300:] or "exit %d" % p.returncode)}
         with open(out) as f:

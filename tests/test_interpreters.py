@@ -84,3 +84,13 @@ def test_discover_finds_this_python():
     for r in rows:
         assert {"command", "implementation", "version", "free_threaded", "gil_enabled",
                 "subinterpreters"} <= set(r)
+
+
+def test_discover_reads_the_install_manifest(tmp_path, monkeypatch):
+    import json
+    import threadwise.interpreters as I
+    manifest = tmp_path / "interpreters.json"
+    manifest.write_text(json.dumps({"my-python": [sys.executable, "-S"]}))
+    monkeypatch.setattr(I, "MANIFEST", manifest)
+    labels = {label: argv for label, argv in I._candidates()}
+    assert labels["my-python"] == [sys.executable, "-S"]

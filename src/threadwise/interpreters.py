@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -36,7 +37,7 @@ from .errors import InterpreterError, UsageError
 TARGET_DIR = Path(__file__).parent / "target"
 TARGET_FILES = ("__init__.py", "workloads.py", "agent.py", "gilcheck.py", "async_workloads.py")
 PREFIX = "@@tw "
-MANIFEST = Path(os.environ.get("THREADWISE_MANIFEST", "/opt/threadwise/manifest.json"))
+MANIFEST = Path(os.environ.get("THREADWISE_MANIFEST", "/opt/threadwise/interpreters.json"))
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,6 @@ def describe(interp: Interpreter, parallel_probe: bool = False, timeout: float =
 
 def gil_reenabled_by(stderr: str) -> List[str]:
     """Modules that re-enabled the GIL on a free-threaded build (from their RuntimeWarning)."""
-    import re
     return sorted(set(re.findall(r"The global interpreter lock \(GIL\) has been enabled to load "
                                  r"module '([^']+)'", stderr)))
 
@@ -300,11 +300,12 @@ def _candidates() -> List[Tuple[str, List[str]]]:
     seen = set()
 
     def add(label: str, argv: Sequence[str]) -> None:
-        key = tuple(argv)
+        exe = argv[0]
+        chroot = os.path.basename(exe) == "chroot"
+        key = ("chroot",) + tuple(argv[1:]) if chroot else tuple(argv)
         if key in seen:
             return
-        exe = argv[0]
-        if exe == "chroot":
+        if chroot:
             root = argv[1] if len(argv) > 1 else ""
             if not (Path(root) / argv[2].lstrip("/")).exists() and not any(
                     (Path(root) / d / argv[2]).exists() for d in ("usr/bin", "usr/local/bin")):
@@ -333,7 +334,10 @@ def _candidates() -> List[Tuple[str, List[str]]]:
             add(name, [p])
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     if pyenv.is_dir():
-        for d in sorted(pyenv.iterdir()):
+        def natural(p: Path) -> List[Any]:
+            return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.name)]
+
+        for d in sorted(pyenv.iterdir(), key=natural):
             for exe in sorted(d.glob("bin/python[23]*")):
                 if exe.name.count(".") == 1 and not exe.name.endswith("-config"):
                     add("pyenv-" + d.name, [str(exe)])
@@ -341,7 +345,7 @@ def _candidates() -> List[Tuple[str, List[str]]]:
     # the same binary under two names is one interpreter
     out, real = [], set()
     for label, argv in found:
-        key = tuple(argv) if argv[0] == "chroot" else (os.path.realpath(shutil.which(argv[0]) or argv[0]),) + tuple(argv[1:])
+        key = ("chroot",) + tuple(argv[1:]) if os.path.basename(argv[0]) == "chroot" else (os.path.realpath(shutil.which(argv[0]) or argv[0]),) + tuple(argv[1:])
         if key in real:
             continue
         real.add(key)

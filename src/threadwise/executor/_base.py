@@ -271,6 +271,8 @@ class Backend:
     chunk_target_s = 0.01
     #: chunks in flight per worker (one running, one waiting)
     inflight_per_worker = 2
+    #: the engine's latest measured seconds per item (backends that set deadlines read it)
+    item_s_hint = 0.0
 
     def __init__(self, workers: int) -> None:
         self.workers = workers

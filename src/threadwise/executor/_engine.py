@@ -211,6 +211,8 @@ def run_chunks(run: MapRun, backend: Backend, it: Iterator[Any], base: int,
     tick = 0.25
 
     def submit(slot: _Slot) -> None:
+        if chunker.item_s:
+            backend.item_s_hint = chunker.item_s
         fut = backend.submit_chunk(run.fn, slot.base, slot.items, timeout=run.timeout,
                                    stop_on_error=not collect)
         slot.future = fut

@@ -514,7 +514,8 @@ def build(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = Non
                  "message": _str(c.error, "no message was recorded"),
                  "traceback": _str(c.raw.get("traceback"), "")}
                 for c in cells if not c.ok]
-    problems += [p for block in convoy + gil for p in block["problems"]]
+    problems += [dict({"status": "error", "status_class": "error", "traceback": ""}, **p)
+                 for block in convoy + gil for p in block["problems"]]
     warned = [{"what": c.label, "warnings": c.warnings} for c in cells if c.warnings]
     for name, r in ((n, r) for n in ("convoy", "gilcheck")
                     for r in _list(_dict(doc.get("experiments")).get(n)) if isinstance(r, dict)):

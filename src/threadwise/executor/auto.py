@@ -1,0 +1,296 @@
+"""``backend="auto"``: measure the first items, then pick serial, threads or processes.
+
+::
+
+    items --> probe: the first items run serially in the caller, in batches of
+              growing size, for about PROBE_S (their results are kept, not wasted),
+              timed by wall clock and CPU clock, while a GilMeter thread notes how
+              much of the time the GIL was held
+          --> how much is left: len()/length_hint, or a bounded look-ahead buffer
+              (at most LOOKAHEAD_S of estimated work or LOOKAHEAD_ITEMS items)
+          --> cost model, seconds for the rest:
+                serial     rem * t
+                threads    rem * max(g*t, c*t/cpus, t/W)        (the GIL, the cores and the
+                                                                 workers are each a bottleneck)
+                processes  start-up + rem * (max(c*t'/cpus, t'/W) + x)
+                           t' = t + pickling in the worker, x = pickling in the parent
+          --> the cheapest, where a parallel backend must save >= 10% over serial
+              and processes >= 10% over threads (never slower than serial by
+              more than the probe's own small cost: tiny work stays serial)
+
+``t`` is the seconds per item, ``c`` the CPU share (CPU time / wall time: I/O
+waits have c << 1 and get many threads), ``g`` the GIL-held share.  The
+sentence in :class:`Choice` gives the numbers that decided.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import pickle
+import time
+from itertools import chain, islice
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
+
+from . import _chunk
+from ._base import Backend, ChunkBroken, Choice
+from ._cpus import cpu_count
+from ._engine import MapRun, _Slot
+from ._gilmeter import GilMeter, gil_enabled
+
+PROBE_S = 0.03            # serial measuring time
+METER_AFTER_S = 0.002     # start the GIL meter only once the work proves longer than this
+LOOKAHEAD_S = 1.0         # estimated work to buffer when the input's length is unknown
+LOOKAHEAD_ITEMS = 50_000
+TINY_WORK_S = 0.005       # less work than this left: serial, whatever the rest says
+GAIN = 0.9                # a backend must beat the next simpler one by 10%
+THREAD_ITEM_S = 2e-7      # per-item cost of the engine on threads (chunked)
+
+
+def fmt_s(s: Optional[float]) -> str:
+    """A duration for humans: 0.4 µs, 12 ms, 1.9 s."""
+    if s is None:
+        return "?"
+    if s < 1e-6:
+        return "%.2f µs" % (s * 1e6)
+    if s < 1e-3:
+        return "%.1f µs" % (s * 1e6) if s < 1e-4 else "%.0f µs" % (s * 1e6)
+    if s < 1.0:
+        return "%.1f ms" % (s * 1e3) if s < 1e-2 else "%.0f ms" % (s * 1e3)
+    return "%.1f s" % s
+
+
+def pct(x: Optional[float]) -> str:
+    return "?" if x is None else "%d%%" % round(100 * x)
+
+
+def transfer_cost(fn: Callable[[Any], Any], items: List[Any], results: List[Any]) -> Tuple[Optional[float], Optional[float], int, str]:
+    """Per item: (parent-side seconds, worker-side seconds, bytes, why-not) to send items to a
+    worker process and results back, measured on a sample.  Seconds are None when fn, an
+    item or a result can't be pickled (why-not says which)."""
+    try:
+        _chunk.dumps(fn)
+    except Exception as e:
+        return None, None, 0, "fn can't be pickled (%s: %s)" % (type(e).__name__, e)
+    sample_items = items[:64]
+    sample_results = [r for r in results[:64]]
+    if not sample_items:
+        return 0.0, 0.0, 0, ""
+    try:
+        t0 = time.perf_counter()
+        bi = _chunk.dumps(sample_items)
+        t1 = time.perf_counter()
+        pickle.loads(bi)
+        t2 = time.perf_counter()
+        br = pickle.dumps(sample_results, _chunk.PROTOCOL)
+        t3 = time.perf_counter()
+        pickle.loads(br)
+        t4 = time.perf_counter()
+    except Exception as e:
+        return None, None, 0, "items or results can't be pickled (%s: %s)" % (type(e).__name__, e)
+    n = len(sample_items)
+    parent = ((t1 - t0) + (t4 - t3)) / n
+    worker = ((t2 - t1) + (t3 - t2)) / n
+    return parent, worker, (len(bi) + len(br)) // n, ""
+
+
+def threads_for(c: float, cpus: int, workers: Optional[int]) -> int:
+    """Threads worth running: one per CPU for CPU work, more when items mostly wait."""
+    if workers is not None:
+        return workers
+    if c >= 0.5:
+        return cpus
+    return int(min(64, max(cpus, math.ceil(cpus / max(c, 1.0 / 64)))))
+
+
+def predict(rem: int, t: float, c: float, g: float, cpus: int, workers: Optional[int],
+            transfer: Tuple[Optional[float], Optional[float]], startup_s: float) -> Dict[str, Tuple[float, int]]:
+    """Seconds for ``rem`` more items on each backend (and the worker count it assumes)."""
+    out: Dict[str, Tuple[float, int]] = {"serial": (rem * t, 1)}
+    wt = max(1, min(threads_for(c, cpus, workers), rem))
+    out["threads"] = (rem * max(g * t, c * t / min(wt, cpus), t / wt)
+                      + rem * THREAD_ITEM_S + 0.0002 * wt, wt)
+    parent, worker = transfer
+    if parent is not None and worker is not None:
+        wp = max(1, min(workers or cpus, rem))
+        tw = t + worker
+        out["processes"] = (startup_s + 0.002 * wp
+                            + rem * (max(c * tw / min(wp, cpus), tw / wp) + parent), wp)
+    return out
+
+
+class Plan:
+    def __init__(self, choice: Choice, it: Iterator[Any], next_index: int,
+                 remaining: Optional[int], item_s: Optional[float]) -> None:
+        self.choice = choice
+        self.it = it
+        self.next_index = next_index
+        self.remaining = remaining
+        self.item_s = item_s
+
+
+def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Optional[int],
+         startup_s: float, allow_processes: bool = True) -> Generator[List[Any], None, Plan]:
+    """Run the probe (yielding its results), then decide; returns a :class:`Plan`."""
+    run.backend_name = "serial"
+    cpus = cpu_count()
+    clock = time.perf_counter
+    cpu_clock = time.process_time
+    spent = cpu = 0.0
+    n = 0
+    base = 0
+    batch = 1
+    meter: Optional[GilMeter] = None
+    sample_items: List[Any] = []
+    sample_results: List[Any] = []
+    exhausted = False
+    try:
+        while True:
+            items = list(islice(it, batch))
+            if len(items) < batch:
+                exhausted = True
+            if not items:
+                break
+            if meter is None and spent >= METER_AFTER_S:
+                meter = GilMeter().start()
+            t0, c0 = clock(), cpu_clock()
+            out = probe_backend.submit_chunk(run.fn, base, items, timeout=run.timeout,
+                                             stop_on_error=run.errors == "raise").result()
+            dt, dc = clock() - t0, cpu_clock() - c0
+            slot = _Slot(base, items)
+            if isinstance(out, ChunkBroken):
+                # an item ran past the timeout in the helper thread: what the engine does
+                j = out.index - base if out.index is not None else 0
+                done = out.done[:j]
+                run.convert(slot, done, 0)
+                fail = run.broken_failure(out, base + j, items[j])
+                run.failures.append(fail)
+                with run.counters.lock:
+                    run.counters.items_done += 1
+                    run.counters.items_failed += 1
+                if run.errors == "raise":
+                    if done:
+                        yield done
+                    raise run.raise_error()
+                yield list(done) + [fail]
+                it = chain(items[j + 1:], it)
+                exhausted = False
+                n += j + 1
+                base += j + 1
+                spent += dt
+                cpu += dc
+                if spent >= PROBE_S:
+                    break
+                continue
+            run.convert(slot, out.results, out.nfail)
+            if out.nfail and run.errors == "raise":
+                # stop like a plain loop: the results before the failure, then the error
+                assert slot.results is not None and slot.first_failure is not None
+                before = slot.results[:slot.first_failure - base]
+                if before:
+                    yield before
+                err = run.raise_error()
+                raise err from min(run.failures, key=lambda f: f.index).exception
+            if len(sample_items) < 64:
+                sample_items.extend(items[:64 - len(sample_items)])
+                sample_results.extend(out.results[:64 - len(sample_results)])
+            yield slot.results
+            n += len(items)
+            base += len(items)
+            spent += dt
+            cpu += dc
+            if spent >= PROBE_S or exhausted:
+                break
+            per = spent / n
+            batch = max(1, min(batch * 4, int((PROBE_S - spent) / max(per, 1e-9)) + 1))
+    finally:
+        g_meas = meter.stop() if meter is not None else None
+
+    t = spent / n if n else 0.0
+    c = min(1.0, cpu / spent) if spent > 0 else 1.0
+    gil_on = gil_enabled()
+    g = g_meas if g_meas is not None else (c if gil_on else 0.0)
+    if not gil_on:
+        g = min(g, 0.05)
+    if exhausted:
+        return Plan(Choice("serial", 1, "serial: all %d items ran while sampling (%s): nothing "
+                           "left to spread over workers" % (n, fmt_s(spent)),
+                           item_s=t, cpu_share=c, gil_held=g_meas, sampled=n, remaining=0),
+                    iter(()), base, 0, t)
+
+    # how much is left?
+    hint = operator.length_hint(it, -1)
+    buffered: List[Any] = []
+    if hint >= 0:
+        rem: Optional[int] = hint
+        known = True
+    else:
+        known = False
+        step = 256
+        while len(buffered) * t < LOOKAHEAD_S and len(buffered) < LOOKAHEAD_ITEMS:
+            more = list(islice(it, step))
+            buffered.extend(more)
+            if len(more) < step:
+                known = True
+                break
+            step = min(step * 2, 8192)
+        rem = len(buffered)
+    rest: Iterator[Any] = chain(buffered, it) if buffered else it
+    assert rem is not None
+    left = "%d items left" % rem if known else "at least %d items left" % rem
+    if rem == 0:
+        return Plan(Choice("serial", 1, "serial: all %d items ran while sampling (%s)" % (
+            n, fmt_s(spent)), item_s=t, cpu_share=c, gil_held=g_meas, sampled=n, remaining=0),
+            rest, base, 0, t)
+
+    transfer = transfer_cost(run.fn, sample_items, sample_results) if allow_processes else (None, None, 0, "")
+    parent, worker, nbytes, why_not = transfer
+    preds = predict(rem, t, c, g, cpus, workers, (parent, worker), startup_s)
+    predicted = {k: v[0] for k, v in preds.items()}
+    ts = predicted["serial"]
+    tt, wt = preds["threads"]
+    common = dict(item_s=t, cpu_share=c, gil_held=g_meas, sampled=n,
+                  remaining=rem if known else None, predicted_s=predicted)
+    holds = "holds the GIL %s of the time" % pct(g) if gil_on else "runs on a free-threaded build (no GIL)"
+
+    def x(sec: float) -> str:
+        return "%.1fx" % (ts / sec) if sec > 0 else "-"
+
+    if ts < TINY_WORK_S:
+        return Plan(Choice("serial", 1, "serial: %s at %s each are %s of work, less than "
+                           "starting workers would cost" % (left, fmt_s(t), fmt_s(ts)), **common),
+                    rest, base, rem if known else None, t)
+    best = "serial"
+    if tt < GAIN * ts:
+        best = "threads"
+    if "processes" in preds:
+        tp, wp = preds["processes"]
+        if tp < GAIN * min(ts, tt):
+            best = "processes"
+    else:
+        tp, wp = float("inf"), workers or cpus
+    io = c < 0.5
+    if best == "serial":
+        if "processes" in preds:
+            reason = ("serial: %s at %s each; the call %s, so threads would give ~%s, and "
+                      "processes ~%s after start-up (~%s) and transfer (%s per item)" % (
+                          left, fmt_s(t), holds, x(tt), x(tp), fmt_s(startup_s),
+                          fmt_s((parent or 0) + (worker or 0))))
+        else:
+            reason = ("serial: %s at %s each; the call %s, so threads would give ~%s, and "
+                      "processes can't be used: %s" % (left, fmt_s(t), holds, x(tt), why_not))
+        return Plan(Choice("serial", 1, reason, **common), rest, base, rem if known else None, t)
+    if best == "threads":
+        if io:
+            why = "it waits (CPU busy %s of the time), so %d threads overlap the waits" % (pct(c), wt)
+        elif not gil_on:
+            why = "no GIL on this free-threaded build"
+        else:
+            why = "the call releases the GIL (held %s of the time)" % pct(g)
+        reason = "threads x%d: %s: predicted %s over serial for %s of %s each, no start-up or transfer cost" % (
+            wt, why, x(tt), left, fmt_s(t))
+        return Plan(Choice("threads", wt, reason, **common), rest, base, rem if known else None, t)
+    reason = ("processes x%d: the call %s, so threads would give ~%s; processes predicted %s for "
+              "%s of %s each (start-up ~%s, transfer %s per item)" % (
+                  wp, holds, x(tt), x(tp), left, fmt_s(t), fmt_s(startup_s),
+                  fmt_s((parent or 0) + (worker or 0))))
+    return Plan(Choice("processes", wp, reason, **common), rest, base, rem if known else None, t)

@@ -1,0 +1,137 @@
+"""The interpreters backend: sub-interpreters, each with its own GIL (PEP 684/734).
+
+Python 3.14 ships ``concurrent.futures.InterpreterPoolExecutor``: one thread
+per worker, each running its own interpreter, so pure-Python work runs in
+parallel inside one process without pickling through a pipe (arguments still
+cross as pickled bytes).  Earlier versions don't have it; the PyPI backport
+(``interpreters-pep-734``, for 3.13) is used when it is installed.
+
+::
+
+    engine --submit_chunk--> cloudpickle((fn, base, items, stop)) --> InterpreterPoolExecutor
+                             _chunk.run_pickled in the sub-interpreter --> pickled results
+
+A running interpreter can't be stopped from outside: an item past
+``timeout`` is reported and its interpreter's thread abandoned (like threads).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import pickle
+import platform
+import sys
+import threading
+import time
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+
+from . import _chunk
+from ._base import Backend, BackendUnavailableError, ChunkBroken, ChunkDone, resolve
+
+
+def _pool_class() -> Tuple[Optional[Any], str]:
+    try:
+        from concurrent.futures import InterpreterPoolExecutor  # type: ignore[attr-defined]
+        return InterpreterPoolExecutor, ""
+    except ImportError as e:
+        first = str(e)
+    try:  # the PEP 734 backport
+        from interpreters_backport.concurrent.futures import InterpreterPoolExecutor  # type: ignore
+        return InterpreterPoolExecutor, ""
+    except ImportError:
+        pass
+    return None, first
+
+
+def available() -> Tuple[bool, str]:
+    """(True, "") where sub-interpreter pools exist, else (False, why not)."""
+    cls, why = _pool_class()
+    if cls is not None:
+        return True, ""
+    return False, "%s %s has no InterpreterPoolExecutor" % (
+        platform.python_implementation(), platform.python_version())
+
+
+def check_available() -> None:
+    ok, why = available()
+    if not ok:
+        raise BackendUnavailableError(
+            "backend='interpreters' is not available on this interpreter: %s" % why,
+            "sub-interpreter pools need Python 3.14 (concurrent.interpreters) or the "
+            "interpreters-pep-734 backport",
+            "run on Python 3.14+, pip install interpreters-pep-734 on 3.13, or use "
+            "backend='processes' (the same isolation, one process per worker)")
+
+
+class InterpreterBackend(Backend):
+    name = "interpreters"
+    chunk_target_s = 0.01
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        cls, _ = _pool_class()
+        if cls is None:
+            check_available()
+        self._pool = cls(max_workers=workers)
+        self._lock = threading.Lock()
+        self._watched: List[Tuple[float, "cf.Future[Any]", int, int]] = []
+        self._watchdog: Optional[threading.Thread] = None
+        self._closed = False
+
+    def submit_chunk(self, fn: Callable[[Any], Any], base: int, items: List[Any], *,
+                     timeout: Optional[float], stop_on_error: bool) -> "cf.Future[Any]":
+        payload = _chunk.dumps((fn, base, items, stop_on_error))
+        inner = self._pool.submit(_chunk.run_pickled, payload)
+        outer: "cf.Future[Any]" = cf.Future()
+        outer.set_running_or_notify_cancel()
+
+        def done(f: "cf.Future[Any]") -> None:
+            if f.cancelled():
+                resolve(outer, exc=cf.CancelledError())
+                return
+            exc = f.exception()
+            if exc is not None:
+                resolve(outer, exc=exc)
+                return
+            results, elapsed, nfail = pickle.loads(f.result())
+            resolve(outer, ChunkDone(results, elapsed, nfail))
+
+        inner.add_done_callback(done)
+        if timeout is not None:
+            # the whole chunk may take len(items) times the limit; a single item, the limit
+            with self._lock:
+                self._watched.append((time.monotonic() + timeout * len(items), outer, base, len(items)))
+                if self._watchdog is None:
+                    self._watchdog = threading.Thread(target=self._watch, daemon=True,
+                                                      name="threadwise-interp-watchdog")
+                    self._watchdog.start()
+        return outer
+
+    def _watch(self) -> None:
+        while not self._closed:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._lock:
+                keep = []
+                expired = []
+                for entry in self._watched:
+                    if entry[1].done():
+                        continue
+                    (expired if now > entry[0] else keep).append(entry)
+                self._watched = keep
+            for _, fut, base, n in expired:
+                if resolve(fut, ChunkBroken("timeout", base if n == 1 else None, [],
+                                            "the interpreter was abandoned: it can't be stopped "
+                                            "from outside and runs on until the call returns")):
+                    self.workers_replaced += 1
+
+    def submit_call(self, fn: Callable[..., Any], args: Sequence[Any],
+                    kwargs: Mapping[str, Any]) -> "cf.Future[Any]":
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def abort(self) -> None:
+        pass
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False, kill: bool = False) -> None:
+        self._closed = True
+        self._pool.shutdown(wait=wait and not kill, cancel_futures=cancel_futures or kill)
+
