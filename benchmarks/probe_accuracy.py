@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     print("## GIL probe accuracy (duty-cycle ground truth, 10 ms periods, %d periods per run)\n" % args.periods)
     print("Python %s, %s; load average before %s, after %s; %.0f s.\n"
           % (sys.version.split()[0], sys.platform, " ".join(load0), " ".join(load1), time.time() - t_start))
-    print("Figures in % of wall time. lib = `gil_monitor()` (median of %d runs, error = probe - truth);"
+    print("Figures in %% of wall time. lib = `gil_monitor()` (median of %d runs, error = probe - truth);"
           " cli = `threadwise probe --json`; gil_load = `python -m gil_load` (0.4.2) where installed.\n"
           % args.repeats)
     print("| threads | duty | truth held | lib held | err | truth wait | lib wait | err | cli held (err) | cli wait (err) | gil_load held | gil_load wait |")

@@ -240,13 +240,9 @@ def cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
     return 0
 
 
-def _html(doc: Dict[str, Any], path: str, err: Console) -> None:
-    try:
-        from .report import html as report_html  # type: ignore
-    except ImportError:
-        err.print("[yellow]--html: the HTML report is not available in this build[/]")
-        return
-    report_html.write_report([doc], path)
+def _html(doc: Dict[str, Any], path: str, err: Console, source: Optional[str] = None) -> None:
+    from .report import html as report_html
+    report_html.write_report([doc], path, sources=[source] if source else None)
     err.print("HTML report written to %s" % path)
 
 
@@ -293,7 +289,7 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
     if args.output:
         err.print("results written to %s" % args.output)
     if args.html:
-        _html(doc, args.html, err)
+        _html(doc, args.html, err, args.output)
     return 0
 
 

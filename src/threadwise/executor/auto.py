@@ -35,7 +35,7 @@ from . import _chunk
 from ._base import Backend, ChunkBroken, Choice
 from ._cpus import cpu_count
 from ._engine import MapRun, _Slot
-from ._gilmeter import GilMeter, gil_enabled
+from ._gilmeter import GilMeter, gil_enabled, thread_sched
 
 PROBE_S = 0.03            # serial measuring time
 METER_AFTER_S = 0.002     # start the GIL meter only once the work proves longer than this
@@ -135,7 +135,10 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     cpus = cpu_count()
     clock = time.perf_counter
     cpu_clock = time.process_time
-    spent = cpu = 0.0
+    # on Linux, the thread's own on-CPU and waiting-for-a-CPU times (the probe runs fn in
+    # this thread unless a timeout moved it to a helper thread)
+    use_sched = run.timeout is None and thread_sched() is not None
+    spent = cpu = queued = 0.0
     n = 0
     base = 0
     batch = 1
@@ -143,6 +146,10 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     sample_items: List[Any] = []
     sample_results: List[Any] = []
     exhausted = False
+    # read once around the probe, not per batch: reading a file releases the GIL, which
+    # would let the meter in and make the call look freer than it is
+    sched0 = thread_sched() if use_sched else None
+    wall0 = clock()
     try:
         while True:
             items = list(islice(it, batch))
@@ -203,10 +210,20 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             per = spent / n
             batch = max(1, min(batch * 4, int((PROBE_S - spent) / max(per, 1e-9)) + 1))
     finally:
+        sched1 = thread_sched() if use_sched else None
+        wall1 = clock()
         g_meas = meter.stop() if meter is not None else None
+    if sched0 is not None and sched1 is not None and spent > 0:
+        # CPU share = on-CPU / (wall - waiting for a core), over the whole probe
+        span = max(wall1 - wall0, 1e-9)
+        cpu = (sched1[0] - sched0[0]) * spent / span
+        queued = max(0.0, sched1[1] - sched0[1]) * spent / span
 
     t = spent / n if n else 0.0
-    c = min(1.0, cpu / spent) if spent > 0 else 1.0
+    # CPU share of the time the thread could run (time spent waiting for a free core on a
+    # loaded machine is neither CPU work nor I/O)
+    runnable = spent - min(queued, spent * 0.95)
+    c = min(1.0, cpu / runnable) if runnable > 0 else 1.0
     gil_on = gil_enabled()
     g = g_meas if g_meas is not None else (c if gil_on else 0.0)
     if not gil_on:
@@ -242,15 +259,48 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             n, fmt_s(spent)), item_s=t, cpu_share=c, gil_held=g_meas, sampled=n, remaining=0),
             rest, base, 0, t)
 
+    # The meter says "released" on CPU-bound work: check it on two threads with real
+    # items (a call that drops the GIL often but briefly looks freer than it is)
+    trial = ""
+    wtr = min(cpus, workers or cpus)
+    if (gil_on and c >= 0.5 and g < 0.5 and wtr >= 2 and rem * t >= 10 * PROBE_S
+            and not run.timeout):
+        k = min(rem, max(4 * wtr, int(2 * PROBE_S * wtr / max(t, 1e-9))))
+        take = list(islice(rest, k))
+        if take:
+            outs, wall = _thread_trial(run, take, base, wtr)
+            for slot in outs:
+                assert slot.results is not None
+                if slot.first_failure is not None and run.errors == "raise":
+                    before = slot.results[:slot.first_failure - slot.base]
+                    if before:
+                        yield before
+                    err = run.raise_error()
+                    raise err from min(run.failures, key=lambda f: f.index).exception
+                yield slot.results
+            base += len(take)
+            rem -= len(take)
+            n += len(take)
+            s_thr = len(take) * t / wall if wall > 0 else 1.0
+            g_trial = max(0.0, min(1.0, (wtr / max(s_thr, 1e-9) - 1) / (wtr - 1)))
+            trial = "%d threads ran %d items at %.1fx" % (wtr, len(take), s_thr)
+            g = max(g, g_trial)
+            if rem <= 0:
+                return Plan(Choice("threads", wtr, "threads x%d: ran the last items (%s)" % (wtr, trial),
+                                   item_s=t, cpu_share=c, gil_held=g, sampled=n, remaining=0),
+                            rest, base, 0, t)
+            left = "%d items left" % rem if known else "at least %d items left" % rem
+
     transfer = transfer_cost(run.fn, sample_items, sample_results) if allow_processes else (None, None, 0, "")
     parent, worker, nbytes, why_not = transfer
     preds = predict(rem, t, c, g, cpus, workers, (parent, worker), startup_s)
     predicted = {k: v[0] for k, v in preds.items()}
     ts = predicted["serial"]
     tt, wt = preds["threads"]
-    common = dict(item_s=t, cpu_share=c, gil_held=g_meas, sampled=n,
+    common = dict(item_s=t, cpu_share=c, gil_held=g, sampled=n,
                   remaining=rem if known else None, predicted_s=predicted)
-    holds = "holds the GIL %s of the time" % pct(g) if gil_on else "runs on a free-threaded build (no GIL)"
+    holds = ("holds the GIL %s of the time%s" % (pct(g), " (%s)" % trial if trial else "") if gil_on
+             else "runs on a free-threaded build (no GIL)")
 
     def x(sec: float) -> str:
         return "%.1fx" % (ts / sec) if sec > 0 else "-"
@@ -285,7 +335,7 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         elif not gil_on:
             why = "no GIL on this free-threaded build"
         else:
-            why = "the call releases the GIL (held %s of the time)" % pct(g)
+            why = "the call releases the GIL (held %s of the time%s)" % (pct(g), "; " + trial if trial else "")
         reason = "threads x%d: %s: predicted %s over serial for %s of %s each, no start-up or transfer cost" % (
             wt, why, x(tt), left, fmt_s(t))
         return Plan(Choice("threads", wt, reason, **common), rest, base, rem if known else None, t)
@@ -294,3 +344,27 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                   wp, holds, x(tt), x(tp), left, fmt_s(t), fmt_s(startup_s),
                   fmt_s((parent or 0) + (worker or 0))))
     return Plan(Choice("processes", wp, reason, **common), rest, base, rem if known else None, t)
+
+
+def _thread_trial(run: MapRun, items: List[Any], base: int, workers: int) -> Tuple[List[_Slot], float]:
+    """Run ``items`` on ``workers`` threads, one contiguous chunk each; (slots in order, wall)."""
+    from .threads import ThreadBackend
+    size = int(math.ceil(len(items) / float(workers)))
+    pool = ThreadBackend(workers)
+    try:
+        t0 = time.perf_counter()
+        futs = []
+        for j in range(0, len(items), size):
+            futs.append((base + j, items[j:j + size],
+                         pool.submit_chunk(run.fn, base + j, items[j:j + size], timeout=None,
+                                           stop_on_error=run.errors == "raise")))
+        outs = [(b, part, f.result()) for b, part, f in futs]
+        wall = time.perf_counter() - t0
+    finally:
+        pool.shutdown(wait=True)  # joined: a live thread would make a later pool spawn, not fork
+    slots = []
+    for b, part, out in outs:
+        slot = _Slot(b, part)
+        run.convert(slot, out.results, out.nfail)
+        slots.append(slot)
+    return slots, wall

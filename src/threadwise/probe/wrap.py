@@ -190,6 +190,8 @@ class ProgramRun:
             if self.proc is not None:
                 os.close(wfd)
         self.t_launch = time.monotonic()
+        # after the fork: the program keeps its own scheduling priority
+        prio = _sampler.boost_priority()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         try:
             self.sampler = _sampler.ProcSampler(self.proc.pid, None, self.interval,
@@ -198,6 +200,7 @@ class ProgramRun:
         finally:
             self._drain_signals()
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            _sampler.unboost_priority(prio)
         self._read_messages(rfd, final=True)
         os.close(rfd)
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)

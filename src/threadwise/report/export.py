@@ -62,6 +62,10 @@ def _meta(pairs: Sequence[Tuple[str, Any]]) -> Dict[str, Any]:
     return out
 
 
+def _dict(x: Any) -> Dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
 def _name_part(x: Any) -> str:
     s = " ".join(str(x).split()).replace("/", "\u2215")   # a "/" inside a label would fake a level
     return s or "?"
@@ -95,9 +99,9 @@ def _samples(cell: Dict[str, Any]) -> List[float]:
 
 def to_pyperf(doc: Dict[str, Any], source: str = "results") -> Tuple[Dict[str, Any], List[str]]:
     """The pyperf suite for ``doc``, and what was left out (one line each)."""
-    env = doc.get("environment") if isinstance(doc.get("environment"), dict) else {}
-    interps = doc.get("interpreters") if isinstance(doc.get("interpreters"), dict) else {}
-    cores = env.get("cores") if isinstance(env.get("cores"), dict) else {}
+    env = _dict(doc.get("environment"))
+    interps = _dict(doc.get("interpreters"))
+    cores = _dict(env.get("cores"))
     load = env.get("load_avg")
     suite_meta = _meta([
         ("hostname", env.get("hostname")),
@@ -128,7 +132,7 @@ def to_pyperf(doc: Dict[str, Any], source: str = "results") -> Tuple[Dict[str, A
             name = "%s#%d" % (name, names[name])
         else:
             names[name] = 1
-        info = interps.get(cell.get("interpreter")) if isinstance(interps.get(cell.get("interpreter")), dict) else {}
+        info = _dict(interps.get(str(cell.get("interpreter"))))
         sp = cell.get("speedup_ci95")
         bmeta = _meta([
             ("name", name),

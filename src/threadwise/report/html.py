@@ -417,10 +417,13 @@ def _gilcheck(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
                     threshold = float(m.group(1))
                 except ValueError:
                     pass
-            bars.append((label, share, holds))
+            method = _str(r.get("method"), "")
+            note = "by stall" if method.startswith("longest stall") else (
+                "one core" if "one core" in method else "")
+            bars.append((label, share, holds, note))
             rows.append({"label": label, "lib": _plain(r.get("lib")),
-                         "holds": {True: "holds the GIL", False: "releases it"}.get(holds, "?"),
-                         "holds_class": {True: "fails", False: "holds"}.get(holds, "untestable"),
+                         "holds": "?" if holds is None else ("holds the GIL" if holds else "releases it"),
+                         "holds_class": "untestable" if holds is None else ("fails" if holds else "holds"),
                          "share": "%.2f" % share, "call": fmt_s(r.get("call_s")),
                          "stall": fmt_s(r.get("longest_stall_s")), "method": _plain(r.get("method"))})
         fig = None
@@ -429,6 +432,10 @@ def _gilcheck(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
             fig = figs.add("gilcheck", title,
                            lambda p, t=title, b=bars, th=threshold: plots.gilcheck_plot(t, b, p, th),
                            interpreter=interp)
+            fig["note"] = ("red: holds the GIL, green: releases it. Calls shorter than two switch "
+                           "intervals are judged by the ticker's share%s; longer ones \u201cby "
+                           "stall\u201d: held, the ticker would stall for the whole call"
+                           % (" (dashed line: %.2f)" % threshold if threshold is not None else ""))
         out.append({"interpreter": interp, "figure": fig, "rows": rows, "problems": problems})
     return out
 
@@ -486,9 +493,10 @@ def _env_warnings(doc: Dict[str, Any]) -> List[str]:
     out = []
     la = _list(env.get("load_avg"))
     usable = _num(env.get("usable_cores")) or _num(_dict(env.get("cores")).get("usable"))
-    if la and _num(la[0]) is not None and usable and _num(la[0]) > usable:  # type: ignore[operator]
+    first = _num(la[0]) if la else None
+    if first is not None and usable and first > usable:
         out.append("the load average was %.2f when the run started, above the %d usable cores: "
-                   "other work shared the CPUs" % (_num(la[0]), usable))
+                   "other work shared the CPUs" % (first, usable))
     if usable is not None and usable < 2:
         out.append("only %d usable core: nothing can run in parallel on this machine" % usable)
     return out
@@ -499,7 +507,10 @@ def build(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = Non
     if not docs:
         raise ThreadwiseError("no results to report", "no results file was given",
                               "threadwise report results.json -o report.html")
-    names = list(sources or []) + ["results %d" % (i + 1) for i in range(len(sources or []), len(docs))]
+    names = list(sources or [])
+    if len(docs) == 1 and not names:
+        names = ["this run"]                       # bench/claims --html: the document in memory
+    names += ["run %d" % (i + 1) for i in range(len(names), len(docs))]
     docs = [results.validate(d, n) for d, n in zip(docs, names)]
     doc = results.merge(docs)
     cells = [Cell(c) for c in _list(doc.get("cells")) if isinstance(c, dict)]
@@ -544,18 +555,19 @@ def build(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = Non
                 env_keys.append(r["key"])
     env_table = [{"key": k, "values": [next((r["value"] for r in e["rows"] if r["key"] == k), "")
                                        for e in envs]} for k in env_keys]
-    env_table.append({"key": "results written", "values": ["; ".join(x for x in e["written"] if x)
-                                                          for e in envs]})
+    written = ["; ".join(x for x in e["written"] if x) for e in envs]
+    if any(written):
+        env_table.append({"key": "results written", "values": written})
     counts = OrderedDict((s, 0) for s in ("ok", "error", "unsupported"))
     for c in cells:
         counts[c.status if c.status in counts else "error"] += 1
     verdicts = OrderedDict((v, 0) for v in VERDICTS)
-    for c in claims:
-        verdicts[c["verdict"]] = verdicts.get(c["verdict"], 0) + 1
+    for v in claims:
+        verdicts[v["verdict"]] = verdicts.get(v["verdict"], 0) + 1
     empty = not cells and not claims and not convoy and not gil
     env0 = _dict(doc.get("environment"))
     return {
-        "version": __version__, "sources": names, "empty": empty,
+        "version": __version__, "sources": names, "from_files": bool(sources), "empty": empty,
         "host": _str(env0.get("hostname"), ""),
         "created": _str(doc.get("created"), ""), "updated": _str(doc.get("updated"), ""),
         "claims": claims, "verdict_counts": [(k, v) for k, v in verdicts.items() if v],
@@ -581,8 +593,8 @@ html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
 body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",
 Roboto,"Helvetica Neue","DejaVu Sans",Arial,sans-serif;overflow-wrap:break-word}
 main{max-width:1180px;margin:0 auto;padding:1.25rem 1rem 3rem}
-header.top{background:#13233a;color:#f1f4f8;padding:1.4rem 1rem 1.1rem}
-header.top>div{max-width:1180px;margin:0 auto}
+header.top{background:#13233a;color:#f1f4f8;padding:1.4rem 0 1.1rem}
+header.top>div{max-width:1180px;margin:0 auto;padding:0 1rem}
 header.top h1{margin:0 0 .2rem;font-size:1.55rem;letter-spacing:-.01em}
 header.top p{margin:.15rem 0;color:#c3cedb;font-size:.92rem}
 header.top code{color:#f1f4f8;background:rgba(255,255,255,.08);padding:0 .25em;border-radius:3px}
@@ -611,8 +623,9 @@ padding:.12rem .5rem;border-radius:4px;white-space:nowrap}
 .v-partly{color:var(--partly);background:var(--partly-bg)}
 .v-untestable,.v-unknown{color:var(--untestable);background:var(--untestable-bg)}
 .s-ok{color:var(--holds)}.s-error{color:var(--fails)}.s-unsupported{color:var(--untestable)}
-table.claims td.id{font-weight:700;white-space:nowrap}
-table.claims td.claim{font-weight:600;min-width:12rem}
+table.claims td.id{font-weight:700;white-space:nowrap;width:2.5rem}
+table.claims th:nth-child(3){width:7.5rem}
+table.claims td.claim{font-weight:600;min-width:12rem;width:30%}
 table.claims td.summary{min-width:16rem}
 ul.links{list-style:none;padding:0;margin:.35rem 0 0;display:flex;flex-wrap:wrap;gap:.25rem .5rem;font-size:.82rem}
 details{margin:.35rem 0}
@@ -627,7 +640,7 @@ figure svg{display:block;width:100%;height:auto;margin:0 auto}
 td.cmd{min-width:14rem}td.cmd code{word-break:break-all}
 table.env td.key{width:14rem}
 figure svg text{font-family:"DejaVu Sans",Verdana,Arial,sans-serif!important}
-figcaption{font-size:.82rem;color:var(--muted);padding:.3rem .2rem 0}
+figcaption{font-size:.8rem;color:var(--muted);padding:.3rem .2rem 0}
 figcaption b{color:var(--fg);font-weight:600}
 .notice{border:1px solid var(--line);border-left:4px solid var(--accent);background:var(--soft);
 border-radius:6px;padding:.8rem 1rem;margin:1rem 0}
@@ -642,7 +655,8 @@ footer{margin-top:3rem;color:var(--muted);font-size:.82rem;border-top:1px solid 
 @media (max-width:640px){
 body{font-size:14px}
 main{padding:.8rem .6rem 2rem}
-header.top{padding:1rem .7rem .8rem}
+header.top{padding:1rem 0 .8rem}
+header.top>div{padding:0 .6rem}
 header.top h1{font-size:1.3rem}
 nav.toc{position:static}
 nav.toc ul{padding:.4rem .7rem;gap:.2rem .8rem}
@@ -651,7 +665,7 @@ table{font-size:.84rem}
 table.claims td.claim,table.claims td.summary{min-width:0}
 table.claims thead{display:none}
 table.claims tr{display:block;border-bottom:1px solid var(--line);padding:.35rem 0}
-table.claims td{display:block;border:0;padding:.15rem .6rem}
+table.claims td,table.claims td.claim,table.claims td.id{display:block;width:auto;border:0;padding:.15rem .6rem}
 figure{padding:.3rem}
 }
 @media print{nav.toc{position:static}figure{break-inside:avoid}}
@@ -672,7 +686,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <header class="top"><div>
 <h1>threadwise report</h1>
 <p>Will threads make this Python code faster? Measured{% if m.host %} on <code>{{ m.host }}</code>{% endif %}{% if m.updated %}, {{ m.updated }}{% endif %}.</p>
-<p>From {% for s in m.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}.</p>
+{% if m.from_files %}<p>From {% for s in m.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
 <div class="chips">
 <span class="chip">{{ m.counts.ok }} cells measured</span>
 {% if m.counts.error %}<span class="chip">{{ m.counts.error }} failed</span>{% endif %}
@@ -696,9 +710,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <main>
 {% if m.empty %}
 <div class="notice empty" id="nothing" role="status">
-<strong>Nothing to show.</strong> {% for s in m.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}
-{{ "is a valid results file" if m.sources|length == 1 else "are valid results files" }} with no measured cells, claims or experiments in {{ "it" if m.sources|length == 1 else "them" }}.
-Measure first, e.g. <code>threadwise bench --quick -o results.json</code> or <code>threadwise claims -o results.json</code>, then <code>threadwise report results.json -o report.html</code>.
+<strong>Nothing to show.</strong> {% if m.from_files %}{% for s in m.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %} {{ "is a valid results file" if m.sources|length == 1 else "are valid results files" }} with no measured cells, claims or experiments in {{ "it" if m.sources|length == 1 else "them" }}.{% else %}This run measured no cells, claims or experiments.{% endif %} Measure first, e.g. <code>threadwise bench --quick -o results.json</code> or <code>threadwise claims -o results.json</code>, then <code>threadwise report results.json -o report.html</code>.
 </div>
 {% endif %}
 
@@ -778,13 +790,13 @@ Measure first, e.g. <code>threadwise bench --quick -o results.json</code> or <co
 {% if m.gilcheck %}
 <section id="gilcheck">
 <h2>Which calls hold the GIL</h2>
-<p class="lead">Each call runs in a loop beside a pure-Python ticker thread; the ticker's share of its solo speed shows whether the call lets it run (releases the GIL) or not.</p>
+<p class="lead">Each call runs in a loop beside a pure-Python ticker thread. If the call releases the GIL, the ticker keeps its speed on another core and never stalls for long; if it holds it, the ticker slows down and stalls.</p>
 {% for b in m.gilcheck %}
 {% if b.figure %}<div class="grid">{{ fig(b.figure, True) }}</div>{% endif %}
 {% if b.rows %}
 <div class="scroll"><table>
-<thead><tr><th>Call</th><th>Library</th><th>Verdict</th><th class="num">Ticker share</th><th class="num">One call</th><th class="num">Longest stall</th></tr></thead>
-<tbody>{% for r in b.rows %}<tr><td>{{ r.label }}</td><td>{{ r.lib }}</td><td><span class="badge v-{{ r.holds_class }}">{{ r.holds }}</span></td><td class="num">{{ r.share }}</td><td class="num">{{ r.call }}</td><td class="num">{{ r.stall }}</td></tr>{% endfor %}</tbody>
+<thead><tr><th>Call</th><th>Library</th><th>Verdict</th><th class="num">Ticker share</th><th class="num">One call</th><th class="num">Longest stall</th><th>Decided by</th></tr></thead>
+<tbody>{% for r in b.rows %}<tr><td>{{ r.label }}</td><td>{{ r.lib }}</td><td><span class="badge v-{{ r.holds_class }}">{{ r.holds }}</span></td><td class="num">{{ r.share }}</td><td class="num">{{ r.call }}</td><td class="num">{{ r.stall }}</td><td class="muted">{{ r.method }}</td></tr>{% endfor %}</tbody>
 </table></div>
 {% endif %}
 {% endfor %}
@@ -817,10 +829,13 @@ Measure first, e.g. <code>threadwise bench --quick -o results.json</code> or <co
 <h2>Environment</h2>
 <p class="lead">Where the numbers come from{% if m.environments|length > 1 %}: one column per results file{% endif %}. Every measurement carries it; a busy or small machine makes speedups smaller and noisier.</p>
 {% for e in m.environments %}{% for w in e.warnings %}<div class="notice warn">{% if m.environments|length > 1 %}<code>{{ e.sources|join(", ") }}</code>: {% endif %}{{ w }}</div>{% endfor %}{% endfor %}
+{% if m.env_table %}
 <div class="scroll"><table class="env" id="environment-table">
 {% if m.environments|length > 1 %}<thead><tr><th></th>{% for e in m.environments %}<th><code>{{ e.sources|join(", ") }}</code></th>{% endfor %}</tr></thead>{% endif %}
 <tbody>{% for r in m.env_table %}<tr><td class="key">{{ r.key }}</td>{% for v in r["values"] %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</tbody>
 </table></div>
+{% else %}<p class="muted">No environment was recorded in {{ "this file" if m.sources|length == 1 else "these files" }}.</p>
+{% endif %}
 {% for e in m.environments %}{% if e.config %}<details><summary>run configuration{% if m.environments|length > 1 %} of {{ e.sources|join(", ") }}{% endif %}</summary><pre>{{ e.config }}</pre></details>{% endif %}{% endfor %}
 </section>
 
@@ -860,7 +875,7 @@ def render(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = No
     from markupsafe import Markup
     model = build(docs, sources)
     # CSS is a constant of this module (never from a results file): trusted, not escaped
-    return _template().render(m=model, css=Markup(CSS), csp=CSP)
+    return str(_template().render(m=model, css=Markup(CSS), csp=CSP))
 
 
 def _check_writable(path: str) -> Path:

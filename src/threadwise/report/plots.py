@@ -34,7 +34,7 @@ from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
 MAX_LABEL = 48
 
-RC = {
+RC: Dict[str, Any] = {
     "svg.fonttype": "none",          # text as <text>: selectable, searchable, small
     "svg.hashsalt": "threadwise",    # stable ids: the same results give the same page
     "text.parse_math": False,        # "$x$" in a label is text, not mathtext
@@ -66,6 +66,11 @@ BACKEND_COLORS = {
 }
 _EXTRA_COLORS = ["#c0392b", "#16a085", "#7f8c8d", "#d35400", "#2c3e50", "#b8860b"]
 _START_STYLES = {None: "-", "fork": "-", "forkserver": "--", "spawn": ":"}
+
+
+def _style() -> Any:
+    """Our rcParams, for the duration of one figure (matplotlib's global state is restored)."""
+    return matplotlib.rc_context(RC)  # type: ignore[arg-type]  # str keys, checked at run time
 
 
 def short(text: Any, limit: int = MAX_LABEL) -> str:
@@ -129,7 +134,7 @@ def inline_svg(svg: str, prefix: str, title: str = "") -> str:
 
 def _render(fig: Figure, prefix: str, title: str) -> str:
     buf = io.StringIO()
-    FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None})
+    FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None})  # type: ignore[no-untyped-call]
     return inline_svg(buf.getvalue(), prefix, title)
 
 
@@ -188,8 +193,8 @@ def speedup_plot(title: str, series: Sequence[Series], prefix: str, ideal: bool 
     bars where a series has one point), the ideal y = x, the serial baseline at (1, 1).
     Open markers: points whose cell carries instability warnings.  Series are dodged
     sideways a little so that points at the same worker count don't hide each other."""
-    with matplotlib.rc_context(RC):
-        fig = _figure(4.9, 4.0)
+    with _style():
+        fig = _figure(4.7, 3.95)
         ax = fig.add_subplot()
         workers = [1] + [p.workers for s in series for p in s.points]
         wmax = max(workers)
@@ -273,7 +278,7 @@ def backend_bars(title: str, bars: Sequence[Bar], prefix: str,
         if b.backend not in backends:
             backends.append(b.backend)
     two = bool(relative_serial) and len(relative_serial or ()) > 1
-    with matplotlib.rc_context(RC):
+    with _style():
         per_group = 0.28 * max(1, len(backends)) + 0.25
         height = 1.9 + per_group * len(groups)
         fig = _figure(6.2 if two else 5.2, min(height, 9.0))
@@ -309,7 +314,8 @@ def backend_bars(title: str, bars: Sequence[Bar], prefix: str,
         ax.set_ylim(len(groups) - 0.5, -0.5)
         ax.grid(axis="y", visible=False)
         ax.set_xlabel("speedup over serial (\u00d7)")
-        ax.set_title(short(title, 52), loc="left")
+        fig.suptitle(short(title, 60), x=0.01, ha="left", fontsize=RC["axes.titlesize"],
+                     fontweight="bold")
         if ax2 is not None and relative_serial:
             rel = dict(relative_serial)
             vals = [rel.get(g, float("nan")) for g in groups]
@@ -323,7 +329,7 @@ def backend_bars(title: str, bars: Sequence[Bar], prefix: str,
             ax2.axvline(1.0, color="#5f6368", linewidth=0.9)
             ax2.grid(axis="y", visible=False)
             ax2.set_xlabel("serial time per unit\n(1 = fastest)")
-            ax2.set_title("one thread", loc="left")
+            ax2.set_title("one thread", loc="left", fontsize=9.5)
         fig.legend(loc="outside lower center", ncol=min(4, n), frameon=False)
         return _render(fig, prefix, title)
 
@@ -349,7 +355,7 @@ def convoy_plot(title: str, lines: Sequence[ConvoyLine], prefix: str,
     ``controls``: extra single points (label, cpu_threads, median_s, p99_s), e.g. a
     CPU-bound *process* instead of a thread."""
     from matplotlib.ticker import FuncFormatter, LogLocator
-    with matplotlib.rc_context(RC):
+    with _style():
         fig = _figure(5.2, 4.3)
         ax = fig.add_subplot()
         xs_all: List[int] = []
@@ -389,20 +395,21 @@ def convoy_plot(title: str, lines: Sequence[ConvoyLine], prefix: str,
 # --------------------------------------------------------------------------
 # which calls hold the GIL
 # --------------------------------------------------------------------------
-def gilcheck_plot(title: str, rows: Sequence[Tuple[str, float, Optional[bool]]], prefix: str,
+def gilcheck_plot(title: str, rows: Sequence[Tuple[str, float, Optional[bool], str]], prefix: str,
                   threshold: Optional[float] = None) -> str:
-    """Horizontal bars: per call, the share of its time a pure-Python ticker thread kept
-    running beside it (low = the call holds the GIL), coloured by the verdict."""
-    with matplotlib.rc_context(RC):
+    """Horizontal bars: per call, the ticker thread's speed beside it as a share of its
+    speed alone (low = the call holds the GIL), coloured by the verdict; the fourth
+    item of a row is a short note on how the verdict was reached (e.g. "by stall")."""
+    with _style():
         fig = _figure(5.2, 1.5 + 0.36 * max(1, len(rows)))
         ax = fig.add_subplot()
         ys = list(range(len(rows)))
-        colors = ["#c0392b" if holds else ("#2a9d3f" if holds is False else "#7f8c8d")
-                  for _, _, holds in rows]
-        vals = [v for _, v, _ in rows]
+        colors = ["#c0392b" if r[2] else ("#2a9d3f" if r[2] is False else "#7f8c8d") for r in rows]
+        vals = [r[1] for r in rows]
         ax.barh(ys, vals, color=colors, height=0.62)
-        for y, v, (_, _, holds) in zip(ys, vals, rows):
-            ax.annotate("%.2f %s" % (v, {True: "holds", False: "releases"}.get(holds, "?")),
+        for y, v, (_, _, holds, note) in zip(ys, vals, rows):
+            verdict = "undecided" if holds is None else ("holds" if holds else "releases")
+            ax.annotate("%.2f %s%s" % (v, verdict, " (%s)" % note if note else ""),
                         xy=(v, y), xytext=(3, 0), textcoords="offset points", va="center",
                         fontsize=8.5)
         if threshold is not None:
@@ -410,10 +417,9 @@ def gilcheck_plot(title: str, rows: Sequence[Tuple[str, float, Optional[bool]]],
         ax.set_yticks(ys)
         ax.set_yticklabels([short(r[0], 28) for r in rows])
         ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set_xlim(0, max([1.0] + vals) * 1.35)
+        ax.set_xlim(0, max([1.0] + vals) * (1.75 if any(r[3] for r in rows) else 1.4))
         ax.grid(axis="y", visible=False)
-        ax.set_xlabel("ticker thread's speed beside the call\n(share of its speed alone%s)" % (
-            "; dashed: threshold %.2f" % threshold if threshold is not None else ""))
+        ax.set_xlabel("ticker thread's speed beside the call,\nas a share of its speed alone")
         ax.set_title(short(title, 52), loc="left")
         return _render(fig, prefix, title)
 
