@@ -47,7 +47,7 @@ def add(a, b):
 def dask_address():
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       host="127.0.0.1", dashboard_address=None,
+                                       protocol="tcp", host="127.0.0.1", dashboard_address=None,
                                        silence_logs=50)
     try:
         yield cluster.scheduler_address

@@ -236,7 +236,7 @@ def cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
     if output:
         err.print("results written to %s" % output)
     if args.html:
-        _html(doc, args.html, err)
+        _html(doc, args.html, err, output)
     return 0
 
 
