@@ -127,28 +127,30 @@ def dumps(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=PROTOCOL)
 
 
-def dumps_results(results: List[Any]) -> bytes:
-    """Pickle a chunk's results; a result that can't be pickled becomes a Failed record."""
+def dumps_results(results: List[Any], base: int = 0) -> Tuple[bytes, int]:
+    """Pickle a chunk's results: (bytes, how many results became Failed records because
+    they can't be pickled; the others still travel)."""
     try:
-        return pickle.dumps(results, protocol=PROTOCOL)
+        return pickle.dumps(results, protocol=PROTOCOL), 0
     except Exception:
         pass
     try:
-        return dumps(results)
+        return dumps(results), 0
     except Exception:
         pass
     fixed = []
+    bad = 0
     for k, r in enumerate(results):
         try:
             dumps(r)
             fixed.append(r)
         except Exception as e:
-            index = r.index if isinstance(r, Failed) else -1
-            f = capture(e, index)
+            f = capture(e, base + k)
             f.message = "the result can't be sent back to the parent process: %s" % f.message
-            f.exc = None if not _picklable(e) else e
+            f.exc = RuntimeError("%s: %s" % (f.exc_type, f.message))
             fixed.append(f)
-    return dumps(fixed)
+            bad += 1
+    return dumps(fixed), bad
 
 
 def sendable_failure(f: Failed) -> Failed:
@@ -173,7 +175,8 @@ def run_pickled(payload: bytes) -> bytes:
     for r in results:
         if isinstance(r, Failed):
             sendable_failure(r)
-    return dumps_results([results, elapsed, nfail])
+    data, bad = dumps_results(results, base)
+    return dumps([pickle.loads(data), elapsed, nfail + bad])
 
 
 def run_remote(fn: Callable[[Any], Any], base: int, items: List[Any], stop: bool,

@@ -128,7 +128,8 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
                 for r in results:
                     if isinstance(r, _chunk.Failed):
                         _chunk.sendable_failure(r)
-            send(pickle.dumps(("done", tid, elapsed, nfail, _chunk.dumps_results(results)), PROTOCOL))
+            data, bad = _chunk.dumps_results(results, base)
+            send(pickle.dumps(("done", tid, elapsed, nfail + bad, data), PROTOCOL))
         elif kind == "fn":
             _, fid, data = msg
             try:

@@ -1,0 +1,153 @@
+"""backend="auto": it measures, chooses, says why, and never loses the sampled results.
+
+Only choices that hold on a loaded machine are asserted: tiny work stays
+serial, waiting work goes to threads, CPU-bound pure Python that holds the
+GIL goes to processes (given two CPUs).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from threadwise.executor import Executor, Failure, ItemError, cpu_count, pmap
+from threadwise.executor._engine import Chunker
+from threadwise.executor._gilmeter import GilMeter
+from threadwise.executor.auto import fmt_s, predict, threads_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def inc(x):
+    return x + 1
+
+
+def wait_2ms(x):
+    time.sleep(0.002)
+    return x
+
+
+def spin_3ms(x):
+    end = time.perf_counter() + 0.003
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return x
+
+
+def fail_on(x):
+    if x in (3, 40):
+        raise KeyError(x)
+    return x
+
+
+def test_tiny_items_stay_serial():
+    out = pmap(inc, range(20000))
+    assert out == list(range(1, 20001))
+    assert out.choice.backend == "serial"
+    assert "serial" in out.choice.reason and out.choice.item_s is not None
+
+
+def test_tiny_items_from_a_generator_stay_serial():
+    out = pmap(inc, (x for x in range(50000)))
+    assert out == list(range(1, 50001))
+    assert out.choice.backend == "serial"
+
+
+def test_waiting_items_go_to_threads():
+    out = pmap(wait_2ms, range(300))
+    assert out == list(range(300))
+    assert out.choice.backend == "threads", out.choice.reason
+    assert out.choice.workers > cpu_count()  # waits overlap beyond the CPU count
+    assert "wait" in out.choice.reason
+
+
+@pytest.mark.skipif(cpu_count() < 2, reason="needs two CPUs to gain from processes")
+def test_gil_holding_cpu_work_goes_to_processes():
+    out = pmap(spin_3ms, range(200))
+    assert out == list(range(200))
+    assert out.choice.backend == "processes", out.choice.reason
+    assert out.choice.gil_held is not None and out.choice.gil_held > 0.5
+    assert "GIL" in out.choice.reason and "%" in out.choice.reason
+
+
+def test_explain_prints_the_choice(capsys):
+    pmap(inc, range(100), explain=True)
+    assert "threadwise: serial" in capsys.readouterr().err
+
+
+def test_executor_auto_choice_and_submit():
+    with Executor() as ex:
+        assert ex.choice is None
+        assert ex.submit(inc, 1).result() == 2  # before any map: threads
+        assert list(ex.imap(wait_2ms, range(200))) == list(range(200))
+        assert ex.choice.backend == "threads"
+        assert ex.statistics().choice is ex.choice
+        assert ex.submit(inc, 2).result() == 3
+
+
+def test_auto_errors_raise_and_collect():
+    with pytest.raises(ItemError) as info:
+        pmap(fail_on, range(100))
+    assert info.value.index == 3 and isinstance(info.value.exception, KeyError)
+    assert [info.value.results[i] for i in range(3)] == [0, 1, 2]
+    out = pmap(fail_on, range(100), errors="collect")
+    assert isinstance(out[3], Failure) and isinstance(out[40], Failure)
+    assert [x for x in out if not isinstance(x, Failure)] == [x for x in range(100) if x not in (3, 40)]
+
+
+def test_auto_lookahead_is_bounded():
+    pulled = [0]
+
+    def gen():
+        for i in range(10_000_000):
+            pulled[0] += 1
+            yield i
+
+    with Executor() as ex:
+        it = ex.imap(wait_2ms, gen())
+        next(it)
+        assert pulled[0] < 60_000
+        del it
+
+
+def test_gil_meter_tells_held_from_released():
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+    m = GilMeter().start()
+    spin(0.15)
+    held = m.stop()
+    m = GilMeter().start()
+    time.sleep(0.15)
+    free = m.stop()
+    assert held is not None and free is not None
+    assert held > free
+    assert free < 0.3
+
+
+def test_cost_model():
+    # 1000 items of 1 ms, CPU-bound, GIL held: processes win, threads don't
+    p = predict(1000, 1e-3, 1.0, 1.0, 2, None, (1e-6, 1e-6), 0.03)
+    assert p["processes"][0] < 0.6 and p["threads"][0] >= 0.99
+    # GIL released: threads as fast as processes, without the start-up
+    p = predict(1000, 1e-3, 1.0, 0.0, 2, None, (1e-6, 1e-6), 0.03)
+    assert p["threads"][0] < p["processes"][0]
+    # waiting work: many threads
+    assert threads_for(0.05, 2, None) >= 20 and threads_for(1.0, 2, None) == 2
+    assert threads_for(0.05, 2, 3) == 3
+
+
+def test_chunker_sizes():
+    c = Chunker(None, 0.01, 2, remaining=10_000)
+    assert c.next_size() == 1  # nothing measured yet
+    c.observe(1, 1e-4)
+    assert c.next_size() == 100  # 10 ms of work
+    c2 = Chunker(None, 0.01, 2, remaining=40, item_s=1e-6)
+    assert c2.next_size() <= 10  # leaves work for both workers
+    assert Chunker(7, 0.01, 2).next_size() == 7
+
+
+def test_fmt_s():
+    assert fmt_s(2e-7) == "0.20 µs" and fmt_s(0.0123) == "12 ms" and fmt_s(2.5) == "2.5 s"
