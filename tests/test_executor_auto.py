@@ -144,8 +144,10 @@ def test_chunker_sizes():
     assert c.next_size() == 1  # nothing measured yet
     c.observe(1, 1e-4)
     assert c.next_size() == 100  # 10 ms of work
-    c2 = Chunker(None, 0.01, 2, remaining=40, item_s=1e-6)
-    assert c2.next_size() <= 10  # leaves work for both workers
+    c2 = Chunker(None, 0.01, 2, remaining=8, item_s=1e-3)
+    assert c2.next_size() == 2  # the tail is split so both workers get some
+    c3 = Chunker(None, 0.01, 2, remaining=40, item_s=1e-6)
+    assert c3.next_size() >= 40  # 40 µs of work: not worth splitting
     assert Chunker(7, 0.01, 2).next_size() == 7
 
 

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true",
                    help="a small matrix that finishes in about a minute on 2 cores")
     b.add_argument("--task-ms", type=float, default=None,
-                   help="calibrate CPU workloads so one task takes this long (default 100, quick 20)")
+                   help="calibrate CPU workloads so one task takes this long (default 100, quick 40)")
     b.add_argument("--tasks", type=int, default=None,
                    help="tasks per cell (strong scaling; default: lcm of the worker counts)")
     b.add_argument("--size", action="append", default=[], metavar="WORKLOAD=N",
@@ -173,7 +173,7 @@ def _bench_config(args: argparse.Namespace) -> Any:
         start_methods=list(args.start_method) if args.start_method else [None],
         repeats=args.repeats if args.repeats is not None else 5,
         warmups=args.warmups if args.warmups is not None else 1,
-        task_s=(args.task_ms if args.task_ms is not None else (20.0 if args.quick else 100.0)) / 1000.0,
+        task_s=(args.task_ms if args.task_ms is not None else (40.0 if args.quick else 100.0)) / 1000.0,
         tasks=args.tasks, scaling=args.scaling, timeout=args.timeout,
         switch_interval=args.switch_interval, sizes=sizes, imports=list(args.imports))
     for k in sizes:

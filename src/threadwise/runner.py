@@ -36,7 +36,7 @@ BACKENDS = ("serial", "threads", "processes", "interpreters", "asyncio")
 START_METHODS = ("fork", "forkserver", "spawn")
 DEFAULT_WORKLOADS = ("cpu-python", "cpu-objects", "nbody", "hashlib", "zlib", "json",
                      "regex", "sleep", "socket", "file-io")
-QUICK_WORKLOADS = ("cpu-python", "hashlib", "json", "sleep", "socket")
+QUICK_WORKLOADS = ("cpu-python", "hashlib", "zlib", "json", "sleep", "socket")
 DEFAULT_BACKENDS = ("serial", "threads", "processes", "interpreters", "asyncio")
 QUICK_BACKENDS = ("serial", "threads", "processes", "asyncio")
 #: the socket workload's echo server answers after this long, like a service on a LAN

@@ -151,7 +151,9 @@ def _run_serial(fn: Callable[[Any], Any], it: Iterable[Any], sample_s: float, mi
     if s0 is not None and s1 is not None:
         cpu_s = s1[0] - s0[0]
         span -= min(max(0.0, s1[1] - s0[1]), 0.95 * span)  # waiting for a core is not I/O
-    share = min(1.0, cpu_s / span) if span > 0 else 1.0
+    # under 5 ms the split between CPU and waiting is noise (thread start-up, the GIL
+    # handed to other threads): call it CPU-bound, the choice that adds no threads
+    share = min(1.0, cpu_s / span) if span > 0.005 else 1.0
     return items, results, wall, share, g
 
 

@@ -37,7 +37,9 @@ from ._cpus import cpu_count
 from ._engine import MapRun, _Slot
 from ._gilmeter import GilMeter, gil_enabled, thread_sched
 
-PROBE_S = 0.03            # serial measuring time
+PROBE_S = 0.03            # serial measuring time (at most)
+PROBE_SHARE = 0.04        # ... and at most this share of the whole map, when its length is known
+MIN_PROBE_S = 0.008
 METER_AFTER_S = 0.002     # start the GIL meter only once the work proves longer than this
 LOOKAHEAD_S = 1.0         # estimated work to buffer when the input's length is unknown
 LOOKAHEAD_ITEMS = 50_000
@@ -146,6 +148,7 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     sample_items: List[Any] = []
     sample_results: List[Any] = []
     exhausted = False
+    budget = PROBE_S
     # read once around the probe, not per batch: reading a file releases the GIL, which
     # would let the meter in and make the call look freer than it is
     sched0 = thread_sched() if use_sched else None
@@ -185,7 +188,7 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                 base += j + 1
                 spent += dt
                 cpu += dc
-                if spent >= PROBE_S:
+                if spent >= budget:
                     break
                 continue
             run.convert(slot, out.results, out.nfail)
@@ -205,10 +208,14 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             base += len(items)
             spent += dt
             cpu += dc
-            if spent >= PROBE_S or exhausted:
-                break
             per = spent / n
-            batch = max(1, min(batch * 4, int((PROBE_S - spent) / max(per, 1e-9)) + 1))
+            if n == len(items):  # after the first batch: a short map gets a short probe
+                hint0 = operator.length_hint(it, -1)
+                if hint0 >= 0:
+                    budget = min(PROBE_S, max(MIN_PROBE_S, PROBE_SHARE * (n + hint0) * per))
+            if spent >= budget or exhausted:
+                break
+            batch = max(1, min(batch * 4, int((budget - spent) / max(per, 1e-9)) + 1))
     finally:
         sched1 = thread_sched() if use_sched else None
         wall1 = clock()
@@ -262,10 +269,11 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     # The meter says "released" on CPU-bound work: check it on two threads with real
     # items (a call that drops the GIL often but briefly looks freer than it is)
     trial = ""
+    s_thr: Optional[float] = None
     wtr = min(cpus, workers or cpus)
-    if (gil_on and c >= 0.5 and g < 0.5 and wtr >= 2 and rem * t >= 10 * PROBE_S
+    if (gil_on and c >= 0.5 and g < 0.5 and wtr >= 2 and rem * t >= 10 * budget
             and not run.timeout):
-        k = min(rem, max(4 * wtr, int(2 * PROBE_S * wtr / max(t, 1e-9))))
+        k = min(rem, max(4 * wtr, int(2 * budget * wtr / max(t, 1e-9))))
         take = list(islice(rest, k))
         if take:
             outs, wall = _thread_trial(run, take, base, wtr)
@@ -294,6 +302,8 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     transfer = transfer_cost(run.fn, sample_items, sample_results) if allow_processes else (None, None, 0, "")
     parent, worker, nbytes, why_not = transfer
     preds = predict(rem, t, c, g, cpus, workers, (parent, worker), startup_s)
+    if s_thr is not None:  # measured beats modelled: threads ran real items at s_thr
+        preds["threads"] = (rem * t / max(s_thr, 1e-9) + 0.0002 * wtr, wtr)
     predicted = {k: v[0] for k, v in preds.items()}
     ts = predicted["serial"]
     tt, wt = preds["threads"]
@@ -336,8 +346,11 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             why = "no GIL on this free-threaded build"
         else:
             why = "the call releases the GIL (held %s of the time%s)" % (pct(g), "; " + trial if trial else "")
-        reason = "threads x%d: %s: predicted %s over serial for %s of %s each, no start-up or transfer cost" % (
-            wt, why, x(tt), left, fmt_s(t))
+        tail = "no start-up or transfer cost"
+        if "processes" in preds:
+            tail += "; processes would give ~%s" % x(tp)
+        reason = "threads x%d: %s: predicted %s over serial for %s of %s each, %s" % (
+            wt, why, x(tt), left, fmt_s(t), tail)
         return Plan(Choice("threads", wt, reason, **common), rest, base, rem if known else None, t)
     reason = ("processes x%d: the call %s, so threads would give ~%s; processes predicted %s for "
               "%s of %s each (start-up ~%s, transfer %s per item)" % (

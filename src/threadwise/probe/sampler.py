@@ -152,6 +152,7 @@ class ProcSampler(object):
         self.t_last = None
         self.errors = 0
         self.error = None
+        self.gone = False
         self.gil = None
         self.memfd = None
         self.addr = None
@@ -204,19 +205,27 @@ class ProcSampler(object):
         return self.rng.expovariate(1.0 / self.interval)
 
     def usable(self):
-        return self.memfd is not None
+        return self.memfd is not None and not self.gone
 
     def sample(self):
         """Take one sample now; returns False once the process is gone."""
         t = _clock()
         try:
-            _, holder, locked, switch = self.fmt.unpack(os.pread(self.memfd, self.fmt.size, self.addr))
+            data = os.pread(self.memfd, self.fmt.size, self.addr)
         except OSError as exc:
+            data = exc
+        if len(data) != self.fmt.size if isinstance(data, bytes) else True:
+            # an exiting process has no memory left to read
+            if not os.path.exists(self.task_dir):
+                self.gone = True
+                return False
             self.errors += 1
             if self.errors > 3:
-                self.error = "reading the GIL failed: %s" % exc
+                self.error = "reading the GIL failed: %s" % (data if not isinstance(data, bytes) else "short read")
+                self.gone = True
                 return False
             return True
+        _, holder, locked, switch = self.fmt.unpack(data)
         if self.t_first is None:
             self.t_first = t
             self.switch_first = switch
