@@ -109,8 +109,9 @@ def validate(doc: Any, name: str = "results") -> Dict[str, Any]:
     return doc
 
 
-def check_writable(path: "str | os.PathLike[str]") -> None:
-    """Fail before measuring anything if ``path`` can't be written."""
+def check_writable(path: "str | os.PathLike[str]", what: str = "the results file",
+                   example: str = "--output ./results.json") -> Path:
+    """Fail before measuring (or rendering) anything if ``path`` can't be written."""
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     why = None
@@ -121,9 +122,10 @@ def check_writable(path: "str | os.PathLike[str]") -> None:
     elif not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         why = "permission denied"
     if why:
-        raise ResultsFileError("can't write the results file %s: %s" % (p, why),
+        raise ResultsFileError("can't write %s %s: %s" % (what, p, why),
                                "the output path is wrong or not writable by this user",
-                               "choose another --output path, e.g. ./results.json")
+                               "choose another path, e.g. %s" % example)
+    return p
 
 
 def save(doc: Dict[str, Any], path: "str | os.PathLike[str]") -> None:

@@ -879,20 +879,7 @@ def render(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = No
 
 
 def _check_writable(path: str) -> Path:
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    why = None
-    if p.is_dir():
-        why = "it is a directory"
-    elif not folder.is_dir():
-        why = "its folder %s does not exist" % folder
-    elif not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        why = "permission denied"
-    if why:
-        raise ThreadwiseError("can't write the HTML report %s: %s" % (p, why),
-                              "the output path is wrong or not writable by this user",
-                              "choose another path, e.g. -o ./report.html")
-    return p
+    return results.check_writable(path, "the HTML report", "-o ./report.html")
 
 
 def write_report(docs: List[Dict[str, Any]], path: str, sources: Optional[Sequence[str]] = None) -> None:
