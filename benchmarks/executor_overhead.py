@@ -22,7 +22,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
@@ -77,59 +77,65 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows: List[Tuple[str, int, List[float], Optional[float], str]] = []
     load0 = os.getloadavg()
 
+    def verified(run: Callable[[], object], expected: Optional[List[int]] = None) -> Callable[[], object]:
+        """Check the results once, before the clock starts; the timed runs don't compare."""
+        got = run()
+        if list(got) != (expected if expected is not None else expect):  # type: ignore[call-overload]
+            sys.exit("wrong results")
+        return run
+
     def add(name: str, n_items: int, times: List[float], goal: Optional[float] = None,
             note: str = "") -> None:
         rows.append((name, n_items, times, goal, note))
         print("  %-44s %9.3f µs/item" % (name, 1e6 * statistics.median(times) / n_items),
               file=sys.stderr)
 
-    check = lambda got: None if got == expect else sys.exit("wrong results")  # noqa: E731
 
     # -- threadwise first, while this process has one thread (its pools fork) --
     loop, tw_serial, tw_auto = _interleaved([
-        lambda: [inc(x) for x in items],
-        lambda: check(pmap(inc, items, backend="serial")),
-        lambda: check(pmap(inc, items))])
+        verified(lambda: [inc(x) for x in items]),
+        verified(lambda: pmap(inc, items, backend="serial")),
+        verified(lambda: pmap(inc, items))])
     add("serial loop [f(x) for x in items]", n, loop)
     add("threadwise pmap serial", n, tw_serial)
     add("threadwise pmap auto", n, tw_auto, None, "<= 1.1x serial loop")
     add("threadwise pmap processes (cold: starts pool)", n,
-        _time(lambda: check(pmap(inc, items, backend="processes")), reps))
+        _time(verified(lambda: pmap(inc, items, backend="processes")), reps))
     with Executor("processes", w) as ex:
         _chunks(ex, items[:1000])
         add("threadwise Executor processes, auto chunks", n,
-            _time(lambda: check(_chunks(ex, items)), reps), 0.5)
+            _time(verified(lambda: _chunks(ex, items)), reps), 0.5)
     with Executor("threads", w) as ex:
         _chunks(ex, items[:1000])
         add("threadwise Executor threads, auto chunks", n,
-            _time(lambda: check(_chunks(ex, items)), reps), 5.0)
+            _time(verified(lambda: _chunks(ex, items)), reps), 5.0)
 
     # -- peers --------------------------------------------------------------
     with cf.ThreadPoolExecutor() as tpe:
         list(tpe.map(inc, items[:100]))
-        add("ThreadPoolExecutor.map", n, _time(lambda: check(list(tpe.map(inc, items))), reps), 12)
+        add("ThreadPoolExecutor.map", n, _time(verified(lambda: list(tpe.map(inc, items))), reps), 12)
     with cf.ProcessPoolExecutor(w) as ppe:
         list(ppe.map(inc, items[:100]))
         add("ProcessPoolExecutor.map chunksize=1", n,
-            _time(lambda: check(list(ppe.map(inc, items, chunksize=1))), max(1, reps // 2)), 120)
+            _time(verified(lambda: list(ppe.map(inc, items, chunksize=1))), max(1, reps // 2)), 120)
         add("ProcessPoolExecutor.map chunksize=N/8", n,
-            _time(lambda: check(list(ppe.map(inc, items, chunksize=max(1, n // 8)))), reps), 0.24)
+            _time(verified(lambda: list(ppe.map(inc, items, chunksize=max(1, n // 8)))), reps), 0.24)
     with multiprocessing.Pool(w) as pool:
         pool.map(inc, items[:100])
-        add("multiprocessing.Pool.map", n, _time(lambda: check(pool.map(inc, items)), reps), 0.3)
+        add("multiprocessing.Pool.map", n, _time(verified(lambda: pool.map(inc, items)), reps), 0.3)
     try:
         from joblib import Parallel, delayed
         par = Parallel(n_jobs=w)
         par(delayed(inc)(x) for x in items[:100])
         add("joblib.Parallel (loky, auto batch)", n,
-            _time(lambda: check(par(delayed(inc)(x) for x in items)), reps), 2.9)
+            _time(verified(lambda: par(delayed(inc)(x) for x in items)), reps), 2.9)
     except ImportError:
         print("joblib not installed: skipped", file=sys.stderr)
     try:
         from mpire import WorkerPool
         with WorkerPool(n_jobs=w, keep_alive=True) as mp_pool:
             mp_pool.map(inc, items[:100])
-            add("mpire WorkerPool.map", n, _time(lambda: check(mp_pool.map(inc, items)), reps), 7.2)
+            add("mpire WorkerPool.map", n, _time(verified(lambda: mp_pool.map(inc, items)), reps), 7.2)
     except ImportError:
         print("mpire not installed: skipped", file=sys.stderr)
     if not args.no_dask:
@@ -146,12 +152,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 small = items[: max(100, n // 10)]
                 client.gather(client.map(inc, small[:50], pure=False))
                 add("dask Client.map (%d items)" % len(small), len(small),
-                    _time(lambda: client.gather(client.map(inc, small, pure=False)),
+                    _time(verified(lambda: client.gather(client.map(inc, small, pure=False)),
+                                   [x + 1 for x in small]),
                           max(1, reps // 2)), 2770)
                 with Executor("dask", address=client) as ex:
                     _chunks(ex, items[:1000])
                     add("threadwise Executor dask, auto chunks", n,
-                        _time(lambda: check(_chunks(ex, items)), reps), 50)
+                        _time(verified(lambda: _chunks(ex, items)), reps), 50)
     load1 = os.getloadavg()
 
     serial = statistics.median(rows[0][2]) / n

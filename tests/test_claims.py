@@ -125,12 +125,12 @@ def test_c7_partly_when_tiny_tasks_lose():
     assert claims.judge_c7(_doc(cells=cells))["verdict"] == "fails"
 
 
-def _convoy(pin, k, median, burner="threads", si=None):
+def _convoy(pin, k, median, burner="threads", si=None, run=0):
     cfg = {"pin": pin, "cpu_threads": k, "burner": burner}
     if si:
         cfg["switch_interval"] = si
     return {"pinned": pin, "cpu_threads": k, "burner": burner, "median_s": median,
-            "p99_s": median * 2, "round_trips": 100, "config": cfg}
+            "p99_s": median * 2, "round_trips": 100, "config": cfg, "run": run}
 
 
 def test_c8_verdicts():
@@ -138,11 +138,21 @@ def test_c8_verdicts():
             _convoy(True, 1, 6e-5, "processes")]
     v = claims.judge_c8(_doc(experiments={"convoy": runs}))
     assert v["verdict"] == "fails" and v["evidence"]["factor"] == pytest.approx(100)
+    assert v["evidence"]["convoy_runs"] == "2 of 2"
     runs[3] = _convoy(True, 1, 5e-3, "processes")
     assert claims.judge_c8(_doc(experiments={"convoy": runs}))["verdict"] == "partly"
     flat = [_convoy(True, 0, 5e-5), _convoy(True, 1, 6e-5)]
     assert claims.judge_c8(_doc(experiments={"convoy": flat}))["verdict"] == "holds"
     assert claims.judge_c8(_doc())["verdict"] == "untestable"
+
+
+def test_c8_one_run_in_three_with_a_convoy_is_reported_as_such():
+    runs = [_convoy(True, 0, 5e-5, run=i) for i in range(3)] + \
+        [_convoy(True, 1, m, run=i) for i, m in enumerate((5e-3, 6e-5, 5e-5))] + \
+        [_convoy(True, 1, 5e-5, "processes", run=i) for i in range(3)]
+    v = claims.judge_c8(_doc(experiments={"convoy": runs}))
+    assert v["verdict"] == "fails" and "1 of 3 runs" in v["summary"]
+    assert v["evidence"]["latency"]["one core"][1]["run_medians_ms"] == [5.0, 0.06, 0.05]
 
 
 def test_judge_never_raises_on_partial_data():

@@ -15,6 +15,7 @@ on); ``len(results)`` is then the failing item.  The loop resumes after it.
 """
 from __future__ import annotations
 
+import os
 import pickle
 import time
 import traceback
@@ -51,8 +52,15 @@ class Failed:
         return "Failed(%d, %s: %s)" % (self.index, self.exc_type, self.message)
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def capture(exc: BaseException, index: int, where: str = "") -> Failed:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """A Failed record; the traceback starts at fn (threadwise's own frames left out)."""
+    tb_obj = exc.__traceback__
+    while tb_obj is not None and tb_obj.tb_frame.f_code.co_filename.startswith(_HERE):
+        tb_obj = tb_obj.tb_next
+    tb = "".join(traceback.format_exception(type(exc), exc, tb_obj or exc.__traceback__))
     try:
         message = str(exc)
     except Exception:

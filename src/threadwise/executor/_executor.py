@@ -15,16 +15,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import sys
 import threading
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple)
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import UsageError
 from . import auto as _auto
-from ._base import (BACKENDS, Backend, BackendUnavailableError, Choice, Failure, ItemError,
+from ._base import (Backend, Choice, Failure, ItemError,
                     Statistics, _RemoteTraceback, check_backend, check_bool, check_chunksize,
                     check_errors, check_fn, check_timeout, check_workers)
 from ._chunk import clock
 from ._cpus import cpu_count
-from ._engine import Chunker, Counters, MapRun, run_chunks
+from ._engine import Chunker, Counters, MapRun, run_chunks, run_serial
 from .serial import SerialBackend
 from .threads import ThreadBackend
 
@@ -133,11 +133,11 @@ class Executor(cf.Executor):
                     if n == "dask":
                         return b
             key = (name, workers)
-            b = self._backends.get(key)
-            if b is None:
-                b = self._make(name, workers)
-                self._backends[key] = b
-            return b
+            found = self._backends.get(key)
+            if found is None:
+                found = self._make(name, workers)
+                self._backends[key] = found
+            return found
 
     def _make(self, name: str, workers: int) -> Backend:
         if name == "serial":
@@ -233,7 +233,10 @@ class Executor(cf.Executor):
 
     def _run(self, fn: Callable[[Any], Any], it: Iterator[Any], *, ordered: bool,
              chunksize: Optional[int], timeout: Optional[float], errors: str, progress: bool,
-             total: Optional[int], deadline: Optional[float] = None) -> Iterator[List[Any]]:
+             total: Optional[int], deadline: Optional[float] = None,
+             sink: Optional[List[Any]] = None) -> Iterator[List[Any]]:
+        """The results, as lists in order; serial work appends straight to ``sink`` when
+        one is given (pmap's result list: no copy), the rest is yielded."""
         bar = None
         if progress:
             from .progress import ProgressBar
@@ -251,7 +254,7 @@ class Executor(cf.Executor):
                 from .processes import STARTUP_S, default_start_method
                 method = self._start_method or default_start_method()
                 p = yield from _auto.plan(run, probe, it, workers=self._workers,
-                                          startup_s=STARTUP_S[method])
+                                          startup_s=STARTUP_S[method], sink=sink)
                 choice = p.choice
                 name, workers = choice.backend, choice.workers
                 it, base, remaining, item_s = p.it, p.next_index, p.remaining, p.item_s
@@ -273,6 +276,9 @@ class Executor(cf.Executor):
             self._last_backend, self._last_workers = choice.backend, workers
             if bar is not None:
                 bar.describe("pmap [%s x%d]" % (choice.backend, workers))
+            if name == "serial" and fixed is None:
+                yield from run_serial(run, it, base, sink, item_s)
+                return
             backend = self._get(name, workers)
             chunker = Chunker(fixed, backend.chunk_target_s, backend.workers, remaining, item_s)
             yield from run_chunks(run, backend, it, base, chunker)
@@ -288,13 +294,12 @@ class Executor(cf.Executor):
         for b in backends:
             b.shutdown(wait=wait, cancel_futures=cancel_futures, kill=kill)
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Optional[bool]:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Ctrl-C (or any error) inside the with block: don't wait for running work
         if exc_type is not None and not issubclass(exc_type, Exception):
             self.shutdown(wait=False, cancel_futures=True, kill=True)
         else:
             self.shutdown(wait=True)
-        return False
 
 
 def _raise_failures(chunks: Iterator[List[Any]]) -> Iterator[Any]:
@@ -342,7 +347,7 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *, backend: str = "a
     ok = False
     try:
         for chunk in ex._run(fn, it, ordered=ordered, chunksize=size, timeout=timeout,
-                             errors=errors, progress=progress, total=total):
+                             errors=errors, progress=progress, total=total, sink=out):
             out.extend(chunk)
         ok = True
     except ItemError as e:

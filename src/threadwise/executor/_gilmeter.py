@@ -46,6 +46,7 @@ class GilMeter:
         self.held = 0.0
         self.total = 0.0
         self.wakes = 0
+        self._tally: Tuple[float, float, int] = (0.0, 0.0, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="threadwise-gil-meter", daemon=True)
 
@@ -77,15 +78,18 @@ class GilMeter:
             # late mostly for want of a core: not the GIL; late mostly waiting: the GIL
             if late > threshold and waited < 0.5 * late:
                 held += dt
-            self.held, self.total, self.wakes = held, total, wakes
+            if not stop.is_set():
+                self._tally = (held, total, wakes)  # one store: read whole by stop()
         if fd is not None:
             os.close(fd)
 
     def stop(self) -> Optional[float]:
-        """Stop the meter; the share of the time the GIL was held (None: too few samples)."""
+        """Stop the meter; the share of the time the GIL was held (None: too few samples).
+
+        Doesn't wait for the thread (it may be asleep, or waiting for the GIL): it ends on
+        its own within a millisecond; the tallies it has published are what counts."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self.held, self.total, self.wakes = self._tally
         if self.wakes < 3 or self.total <= 0:
             return None
         return max(0.0, min(1.0, self.held / self.total))
@@ -101,6 +105,9 @@ def thread_sched() -> Optional[Tuple[float, float]]:
         return int(fields[0]) / 1e9, int(fields[1]) / 1e9
     except (OSError, ValueError, IndexError):
         return None
+
+
+SCHEDSTAT = os.path.exists("/proc/thread-self/schedstat")
 
 
 def _open_schedstat() -> Optional[int]:

@@ -7,7 +7,7 @@ parent's ``sys.path``: safe with threads, never re-runs the user's ``__main__``)
 
 Messages, each one pickled frame on the worker's own socket::
 
-    parent -> worker   ("fn",    fid, fn_bytes)                 cloudpickled once per worker
+    parent -> worker   ("fn",    fid, fn_bytes, filename)       cloudpickled once per worker
                        ("chunk", tid, fid, base, timed, stop, items_bytes)
                        ("call",  tid, fid, args_bytes)
                        ("stop",)
@@ -30,7 +30,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List
+import types
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _chunk
 
@@ -41,6 +42,29 @@ SLOT_BYTES = 16  # int64 index of the running item, float64 time it started
 class _LoadFailed:
     def __init__(self, failed: _chunk.Failed) -> None:
         self.failed = failed
+
+
+def _refile(fn: Any, filename: Optional[str]) -> Any:
+    """Give a function cloudpickle sent by value its file name back (cloudpickle 3 writes
+    "<dynamic-code>"), and so do the functions of the same module it refers to: the
+    worker's tracebacks then name the user's file and show its lines."""
+    if not filename or not isinstance(fn, types.FunctionType):
+        return fn
+
+    def fix(code: types.CodeType) -> types.CodeType:
+        if code.co_filename != "<dynamic-code>":
+            return code
+        consts = tuple(fix(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+        return code.replace(co_filename=filename, co_consts=consts)
+
+    try:
+        fn.__code__ = fix(fn.__code__)
+        for g in list(fn.__globals__.values()):
+            if isinstance(g, types.FunctionType) and g.__module__ == fn.__module__:
+                g.__code__ = fix(g.__code__)
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover - an exotic callable
+        pass
+    return fn
 
 
 def _watch_parent(ppid: int) -> None:
@@ -61,7 +85,7 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
     k = 2 * slot
     cur[k] = -1
     where = "worker process pid %d" % os.getpid()
-    fns: Dict[int, Any] = {}
+    fns: Dict[int, Any] = {}   # fid -> fn (or _LoadFailed)
     recv = conn.recv_bytes
     send = conn.send_bytes
     loads = pickle.loads
@@ -76,7 +100,7 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
         kind = msg[0]
         if kind == "chunk":
             _, tid, fid, base, timed, stop, payload = msg
-            fn = fns.get(fid)
+            fn: Any = fns.get(fid)
             results: List[Any] = []
             app = results.append
             nfail = 0
@@ -131,9 +155,9 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
             data, bad = _chunk.dumps_results(results, base)
             send(pickle.dumps(("done", tid, elapsed, nfail + bad, data), PROTOCOL))
         elif kind == "fn":
-            _, fid, data = msg
+            _, fid, data, filename = msg
             try:
-                fns[fid] = loads(data)
+                fns[fid] = _refile(loads(data), filename)
             except BaseException as e:
                 f = capture(e, -1, where)
                 f.message = "fn can't be unpickled in the worker process: " + f.message
@@ -142,6 +166,7 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
             _, tid, fid, payload = msg
             fn = fns.get(fid)
             cur[k] = 0
+            reply: Tuple[Any, ...]
             try:
                 if isinstance(fn, _LoadFailed):
                     reply = ("err", tid, fn.failed)

@@ -293,11 +293,13 @@ def _pick(rows: List[BackendResult]) -> BackendResult:
                     key=lambda r: order.get(r.backend, 9)):
         if r is rows[0]:
             continue
-        assert r.predicted_s is not None and best.predicted_s is not None
+        if r.predicted_s is None or best.predicted_s is None:
+            continue
+        rp, bp = r.predicted_s, best.predicted_s
         if order.get(r.backend, 9) > order.get(best.backend, 9):
-            if r.predicted_s < GAIN * best.predicted_s:
+            if rp < GAIN * bp:
                 best = r
-        elif r.predicted_s < best.predicted_s:
+        elif rp < bp:
             best = r
     return best
 

@@ -32,15 +32,19 @@ from itertools import chain, islice
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 from . import _chunk
-from ._base import Backend, ChunkBroken, Choice
+from ._base import Backend, ChunkBroken, ChunkDone, Choice
 from ._cpus import cpu_count
-from ._engine import MapRun, _Slot
-from ._gilmeter import GilMeter, gil_enabled, thread_sched
+from ._base import ItemError
+from ._engine import MapRun, _Slot, serial_batch
+from ._gilmeter import SCHEDSTAT, GilMeter, gil_enabled, thread_sched
 
 PROBE_S = 0.03            # serial measuring time (at most)
 PROBE_SHARE = 0.04        # ... and at most this share of the whole map, when its length is known
 MIN_PROBE_S = 0.008
-METER_AFTER_S = 0.002     # start the GIL meter only once the work proves longer than this
+METER_AFTER_S = 0.002     # start the GIL meter only once the work proves longer than this,
+METER_WORK_S = 0.02       # and, when the map's length is known, only for this much work or more
+                          # (a second thread costs the first one ~1 ms of GIL hand-offs on a VM)
+SAMPLE_ITEMS = 64         # items kept to price pickling them for processes
 LOOKAHEAD_S = 1.0         # estimated work to buffer when the input's length is unknown
 LOOKAHEAD_ITEMS = 50_000
 TINY_WORK_S = 0.005       # less work than this left: serial, whatever the rest says
@@ -131,15 +135,17 @@ class Plan:
 
 
 def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Optional[int],
-         startup_s: float, allow_processes: bool = True) -> Generator[List[Any], None, Plan]:
-    """Run the probe (yielding its results), then decide; returns a :class:`Plan`."""
+         startup_s: float, allow_processes: bool = True,
+         sink: Optional[List[Any]] = None) -> Generator[List[Any], None, Plan]:
+    """Run the probe, then decide; returns a :class:`Plan`.  The probe's results are
+    yielded as lists, or appended to ``sink`` (pmap's result list) when one is given."""
     run.backend_name = "serial"
     cpus = cpu_count()
     clock = time.perf_counter
     cpu_clock = time.process_time
     # on Linux, the thread's own on-CPU and waiting-for-a-CPU times (the probe runs fn in
     # this thread unless a timeout moved it to a helper thread)
-    use_sched = run.timeout is None and thread_sched() is not None
+    use_sched = run.timeout is None and SCHEDSTAT
     spent = cpu = queued = 0.0
     n = 0
     base = 0
@@ -149,79 +155,59 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     sample_results: List[Any] = []
     exhausted = False
     budget = PROBE_S
+    total_s: Optional[float] = None   # estimated serial seconds for the whole map, when known
     # read once around the probe, not per batch: reading a file releases the GIL, which
     # would let the meter in and make the call look freer than it is
-    sched0 = thread_sched() if use_sched else None
-    wall0 = clock()
+    # (from the moment the work proves long enough to be worth measuring, like the meter)
+    sched0: Optional[Tuple[float, float]] = None
+    wall0 = spent0 = 0.0
     try:
         while True:
-            items = list(islice(it, batch))
-            if len(items) < batch:
-                exhausted = True
-            if not items:
-                break
-            if meter is None and spent >= METER_AFTER_S:
-                meter = GilMeter().start()
-            t0, c0 = clock(), cpu_clock()
-            out = probe_backend.submit_chunk(run.fn, base, items, timeout=run.timeout,
-                                             stop_on_error=run.errors == "raise").result()
-            dt, dc = clock() - t0, cpu_clock() - c0
-            slot = _Slot(base, items)
-            if isinstance(out, ChunkBroken):
-                # an item ran past the timeout in the helper thread: what the engine does
-                j = out.index - base if out.index is not None else 0
-                done = out.done[:j]
-                run.convert(slot, done, 0)
-                fail = run.broken_failure(out, base + j, items[j])
-                run.failures.append(fail)
-                with run.counters.lock:
-                    run.counters.items_done += 1
-                    run.counters.items_failed += 1
-                if run.errors == "raise":
-                    if done:
-                        yield done
-                    raise run.raise_error()
-                yield list(done) + [fail]
-                it = chain(items[j + 1:], it)
-                exhausted = False
-                n += j + 1
-                base += j + 1
-                spent += dt
-                cpu += dc
-                if spent >= budget:
+            if run.timeout is None and len(sample_items) >= SAMPLE_ITEMS:
+                # sample taken: stream from the iterator into the results, nothing copied
+                dest = sink if sink is not None else []
+                t0, c0 = clock(), cpu_clock()
+                try:
+                    got, exhausted = serial_batch(run, it, base, batch, dest)
+                except ItemError:
+                    if sink is None and dest:
+                        yield dest
+                    raise
+                dt, dc = clock() - t0, cpu_clock() - c0
+                if sink is None and dest:
+                    yield dest
+                if got == 0:
                     break
-                continue
-            run.convert(slot, out.results, out.nfail)
-            if out.nfail and run.errors == "raise":
-                # stop like a plain loop: the results before the failure, then the error
-                assert slot.results is not None and slot.first_failure is not None
-                before = slot.results[:slot.first_failure - base]
-                if before:
-                    yield before
-                err = run.raise_error()
-                raise err from min(run.failures, key=lambda f: f.index).exception
-            if len(sample_items) < 64:
-                sample_items.extend(items[:64 - len(sample_items)])
-                sample_results.extend(out.results[:64 - len(sample_results)])
-            yield slot.results
-            n += len(items)
-            base += len(items)
+            else:
+                got, exhausted, dt, dc, it = yield from _probe_batch(
+                    run, probe_backend, it, base, batch, sink, sample_items, sample_results)
+                if got == 0:
+                    break
+            n += got
+            base += got
             spent += dt
             cpu += dc
             per = spent / n
-            if n == len(items):  # after the first batch: a short map gets a short probe
+            if n == got:  # after the first batch: a short map gets a short probe
                 hint0 = operator.length_hint(it, -1)
                 if hint0 >= 0:
-                    budget = min(PROBE_S, max(MIN_PROBE_S, PROBE_SHARE * (n + hint0) * per))
+                    total_s = (n + hint0) * per
+                    budget = min(PROBE_S, max(MIN_PROBE_S, PROBE_SHARE * total_s))
+            if (meter is None and spent >= METER_AFTER_S and not exhausted
+                    and (total_s is None or total_s >= METER_WORK_S)):
+                meter = GilMeter().start()
+                if use_sched:
+                    sched0, wall0, spent0 = thread_sched(), clock(), spent
             if spent >= budget or exhausted:
                 break
-            batch = max(1, min(batch * 4, int((budget - spent) / max(per, 1e-9)) + 1))
+            batch = max(1, min(batch * 8, int((budget - spent) / max(per, 1e-9)) + 1))
     finally:
-        sched1 = thread_sched() if use_sched else None
+        sched1 = thread_sched() if sched0 is not None else None
         wall1 = clock()
         g_meas = meter.stop() if meter is not None else None
-    if sched0 is not None and sched1 is not None and spent > 0:
-        # CPU share = on-CPU / (wall - waiting for a core), over the whole probe
+    if sched0 is not None and sched1 is not None and spent > spent0:
+        # CPU share = on-CPU / (wall - waiting for a core), over the measured window,
+        # scaled to the whole probe
         span = max(wall1 - wall0, 1e-9)
         cpu = (sched1[0] - sched0[0]) * spent / span
         queued = max(0.0, sched1[1] - sched0[1]) * spent / span
@@ -282,10 +268,16 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                 if slot.first_failure is not None and run.errors == "raise":
                     before = slot.results[:slot.first_failure - slot.base]
                     if before:
-                        yield before
+                        if sink is not None:
+                            sink.extend(before)
+                        else:
+                            yield before
                     err = run.raise_error()
                     raise err from min(run.failures, key=lambda f: f.index).exception
-                yield slot.results
+                if sink is not None:
+                    sink.extend(slot.results)
+                else:
+                    yield slot.results
             base += len(take)
             rem -= len(take)
             n += len(take)
@@ -307,8 +299,8 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     predicted = {k: v[0] for k, v in preds.items()}
     ts = predicted["serial"]
     tt, wt = preds["threads"]
-    common = dict(item_s=t, cpu_share=c, gil_held=g, sampled=n,
-                  remaining=rem if known else None, predicted_s=predicted)
+    common: Dict[str, Any] = dict(item_s=t, cpu_share=c, gil_held=g, sampled=n,
+                                  remaining=rem if known else None, predicted_s=predicted)
     holds = ("holds the GIL %s of the time%s" % (pct(g), " (%s)" % trial if trial else "") if gil_on
              else "runs on a free-threaded build (no GIL)")
 
@@ -381,3 +373,69 @@ def _thread_trial(run: MapRun, items: List[Any], base: int, workers: int) -> Tup
         run.convert(slot, out.results, out.nfail)
         slots.append(slot)
     return slots, wall
+
+
+def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: int, batch: int,
+                 sink: Optional[List[Any]], sample_items: List[Any], sample_results: List[Any]
+                 ) -> Generator[List[Any], None, Tuple[int, bool, float, float, Iterator[Any]]]:
+    """One probe batch with its items kept (the first SAMPLE_ITEMS, whose pickling auto
+    prices, or every batch when a timeout runs the probe in a helper thread).
+    Returns (items consumed, input exhausted, wall seconds, CPU seconds, the iterator)."""
+    items = list(islice(it, batch))
+    exhausted = len(items) < batch
+    if not items:
+        return 0, True, 0.0, 0.0, it
+    t0, c0 = time.perf_counter(), time.process_time()
+    if run.timeout is None:  # in this thread: no Future to make
+        results, _, nfail = _chunk.run_items(run.fn, items, base, run.errors == "raise",
+                                             Exception, "the calling thread")
+        out: Any = ChunkDone(results, 0.0, nfail)
+    else:
+        out = probe_backend.submit_chunk(run.fn, base, items, timeout=run.timeout,
+                                         stop_on_error=run.errors == "raise").result()
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    slot = _Slot(base, items)
+    if isinstance(out, ChunkBroken):
+        # an item ran past the timeout in the helper thread: what the engine does
+        j = out.index - base if out.index is not None else 0
+        done = out.done[:j]
+        run.convert(slot, done, 0)
+        fail = run.broken_failure(out, base + j, items[j])
+        run.failures.append(fail)
+        with run.counters.lock:
+            run.counters.items_done += 1
+            run.counters.items_failed += 1
+        if run.errors == "raise":
+            if done:
+                if sink is not None:
+                    sink.extend(done)
+                else:
+                    yield list(done)
+            raise run.raise_error()
+        if sink is not None:
+            sink.extend(done)
+            sink.append(fail)
+        else:
+            yield list(done) + [fail]
+        return j + 1, False, dt, dc, chain(items[j + 1:], it)
+    run.convert(slot, out.results, out.nfail)
+    assert slot.results is not None
+    if out.nfail and run.errors == "raise":
+        # stop like a plain loop: the results before the failure, then the error
+        assert slot.first_failure is not None
+        before = slot.results[:slot.first_failure - base]
+        if before:
+            if sink is not None:
+                sink.extend(before)
+            else:
+                yield before
+        err = run.raise_error()
+        raise err from min(run.failures, key=lambda f: f.index).exception
+    if len(sample_items) < SAMPLE_ITEMS:
+        sample_items.extend(items[:SAMPLE_ITEMS - len(sample_items)])
+        sample_results.extend(out.results[:SAMPLE_ITEMS - len(sample_results)])
+    if sink is not None:
+        sink.extend(slot.results)
+    else:
+        yield slot.results
+    return len(items), exhausted, dt, dc, it

@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import pickle
 import platform
-import sys
 import threading
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
@@ -71,11 +70,13 @@ class InterpreterBackend(Backend):
         cls, _ = _pool_class()
         if cls is None:
             check_available()
+        assert cls is not None
         self._pool = cls(max_workers=workers)
         self._lock = threading.Lock()
         self._watched: List[Tuple[float, "cf.Future[Any]", int, int]] = []
         self._watchdog: Optional[threading.Thread] = None
         self._closed = False
+        self._abandoned = 0
 
     def submit_chunk(self, fn: Callable[[Any], Any], base: int, items: List[Any], *,
                      timeout: Optional[float], stop_on_error: bool) -> "cf.Future[Any]":
@@ -111,8 +112,8 @@ class InterpreterBackend(Backend):
             time.sleep(0.05)
             now = time.monotonic()
             with self._lock:
-                keep = []
-                expired = []
+                keep: List[Tuple[float, "cf.Future[Any]", int, int]] = []
+                expired: List[Tuple[float, "cf.Future[Any]", int, int]] = []
                 for entry in self._watched:
                     if entry[1].done():
                         continue
@@ -122,7 +123,7 @@ class InterpreterBackend(Backend):
                 if resolve(fut, ChunkBroken("timeout", base if n == 1 else None, [],
                                             "the interpreter was abandoned: it can't be stopped "
                                             "from outside and runs on until the call returns")):
-                    self.workers_replaced += 1
+                    self._abandoned += 1
 
     def submit_call(self, fn: Callable[..., Any], args: Sequence[Any],
                     kwargs: Mapping[str, Any]) -> "cf.Future[Any]":
@@ -133,5 +134,8 @@ class InterpreterBackend(Backend):
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False, kill: bool = False) -> None:
         self._closed = True
-        self._pool.shutdown(wait=wait and not kill, cancel_futures=cancel_futures or kill)
+        # never wait for a call abandoned past its timeout (it may never return); note that
+        # concurrent.futures still joins its worker threads when the interpreter exits
+        wait = wait and not kill and not self._abandoned
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures or kill or bool(self._abandoned))
 

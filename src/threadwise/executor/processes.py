@@ -137,7 +137,8 @@ class ProcessBackend(Backend):
         self._lock = threading.Lock()
         self._pending: Deque[_Task] = collections.deque()
         self._tids = 0
-        self._fn_ids: "collections.OrderedDict[int, Tuple[Any, int, bytes]]" = collections.OrderedDict()
+        self._fn_ids: "collections.OrderedDict[int, Tuple[Any, int, bytes, Optional[str]]]" = \
+            collections.OrderedDict()
         self._fids = 0
         self._closing = False
         self._killing = False
@@ -234,15 +235,16 @@ class ProcessBackend(Backend):
                 "use backend='threads' (nothing is pickled), or create the unpicklable object "
                 "inside fn, or define fn at module level") from e
         self._fids += 1
-        self._fn_ids[key] = (fn, self._fids, data)
+        code = getattr(fn, "__code__", None)
+        self._fn_ids[key] = (fn, self._fids, data, getattr(code, "co_filename", None))
         while len(self._fn_ids) > 64:
             self._fn_ids.popitem(last=False)
         return self._fids
 
-    def _fn_data(self, fid: int) -> Optional[bytes]:
-        for fn, f, data in self._fn_ids.values():
+    def _fn_data(self, fid: int) -> Optional[Tuple[bytes, Optional[str]]]:
+        for fn, f, data, filename in self._fn_ids.values():
             if f == fid:
-                return data
+                return data, filename
         return None
 
     def _enqueue(self, task: _Task) -> None:
@@ -359,7 +361,7 @@ class ProcessBackend(Backend):
                     data = self._fn_data(task.fid)
                     if data is None:  # pragma: no cover - evicted while queued: very old fn
                         raise RuntimeError("fn is no longer known to the pool")
-                    p.conn.send_bytes(pickle.dumps(("fn", task.fid, data), PROTOCOL))
+                    p.conn.send_bytes(pickle.dumps(("fn", task.fid) + data, PROTOCOL))
                     p.fns.add(task.fid)
                 p.conn.send_bytes(task.data)
             except (OSError, EOFError):

@@ -96,7 +96,8 @@ class _Worker(threading.Thread):
         t0 = clock()
         index = task.base
         for x in task.items:
-            if task.cancelled:
+            if task.cancelled:  # timed out (already resolved) or aborted
+                resolve(task.future, exc=cf.CancelledError())
                 return
             task.index = index
             task.started = clock()

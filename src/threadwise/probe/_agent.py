@@ -105,9 +105,10 @@ def _mapping_end(addr):
 class GilLocation(object):
     """Where the GIL struct is in this process, or why it wasn't found."""
 
-    def __init__(self, address=None, reason=""):
+    def __init__(self, address=None, reason="", kind="cpython"):
         self.address = address
         self.reason = reason
+        self.kind = kind
         self.word = struct.calcsize("@L")
         ptr = struct.calcsize("@P")
         # offsets inside the struct, from ``interval`` (native alignment)
@@ -121,6 +122,7 @@ class GilLocation(object):
 
     def as_dict(self):
         return {
+            "kind": self.kind,
             "gil_address": self.address,
             "reason": self.reason,
             "off_holder": self.off_holder,
@@ -139,6 +141,8 @@ def find_gil():
     GIL running now.  Never raises: ``address`` is None and ``reason`` says why.
     """
     loc = GilLocation()
+    if implementation() == "pypy" and sys.platform.startswith("linux"):
+        return _find_pypy_gil()
     if implementation() != "cpython":
         loc.reason = "%s keeps its GIL where no outside reader can find it" % implementation()
         return loc
@@ -191,6 +195,111 @@ def find_gil():
     return loc
 
 
+def _pypy_regions():
+    """libpypy's writable data and the anonymous .bss mapping right after it."""
+    out = []
+    prev_end = None
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                lo, hi = [int(x, 16) for x in parts[0].split("-")]
+                name = parts[5] if len(parts) > 5 else ""
+                if "libpypy" in name and parts[1].startswith("rw"):
+                    out.append((lo, hi))
+                    prev_end = hi
+                elif prev_end is not None and not name and lo == prev_end and parts[1].startswith("rw"):
+                    out.append((lo, hi))
+                    prev_end = hi
+                else:
+                    prev_end = None
+    except (OSError, ValueError):
+        return []
+    return out
+
+
+def _find_pypy_gil():
+    """PyPy's GIL is a word, ``rpy_fastgil`` (rpython/translator/c/src/thread_gil.c):
+    0 while free, the holder's thread ident while held.  It is not exported, so:
+    find the words equal to our ident; keep those that follow the GIL to a
+    second thread; keep the one that reads 0 while a foreign call (which
+    releases the GIL) copies it.  Waiters block on the mutexes stored right
+    after it."""
+    loc = GilLocation(kind="pypy")
+    loc.read_format = "@q"
+    loc.read_size = struct.calcsize("@q")
+    loc.off_holder = loc.off_locked = 0
+    loc.off_switch = None
+    loc.off_cond = 8
+    loc.span_wait = 248
+    try:
+        import ctypes
+        import _thread
+    except ImportError as exc:
+        loc.reason = "ctypes is missing (%s)" % exc
+        return loc
+    regions = _pypy_regions()
+    if not regions:
+        loc.reason = "libpypy's data segment was not found in /proc/self/maps"
+        return loc
+    me = _thread.get_ident()
+    pattern = struct.pack("@q", me)
+    candidates = []
+    for lo, hi in regions:
+        data = ctypes.string_at(lo, hi - lo)
+        i = data.find(pattern)
+        while i >= 0:
+            if i % 8 == 0:
+                candidates.append(lo + i)
+            i = data.find(pattern, i + 1)
+    done = _thread.allocate_lock()
+    done.acquire()
+    follow = {}
+
+    def other():
+        try:
+            mine = _thread.get_ident()
+            follow["c"] = [a for a in candidates
+                           if struct.unpack("@q", ctypes.string_at(a, 8))[0] == mine]
+        finally:
+            done.release()
+
+    _thread.start_new_thread(other, ())
+    done.acquire()
+    kept = follow.get("c", [])
+    try:
+        libc = ctypes.CDLL(None)
+        memcpy = libc.memcpy
+        memcpy.restype = ctypes.c_void_p
+        memcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        buf = ctypes.create_string_buffer(8)
+        released = []
+        for a in kept:
+            memcpy(buf, a, 8)  # runs with the GIL released
+            if struct.unpack("@q", buf.raw)[0] == 0 and struct.unpack("@q", ctypes.string_at(a, 8))[0] == me:
+                released.append(a)
+    except Exception as exc:
+        loc.reason = "could not call libc through ctypes (%s)" % exc
+        return loc
+    if len(released) != 1:
+        loc.reason = "found %d words that behave like PyPy's GIL, expected 1" % len(released)
+        return loc
+    loc.address = released[0]
+    return loc
+
+
+def holder_key():
+    """What the GIL word holds while this thread has it: the thread-state
+    address (CPython) or the thread ident (PyPy)."""
+    if implementation() == "pypy":
+        try:
+            import _thread
+            return _thread.get_ident()
+        except ImportError:
+            return None
+    return current_tstate()
+
+
 # ---------------------------------------------------------------------------
 # naming threads: (native id, name, thread state) as each one starts
 # ---------------------------------------------------------------------------
@@ -202,7 +311,7 @@ def thread_identity():
     if tid is None:
         get = getattr(threading, "get_native_id", None)
         tid = get() if get is not None else None
-    return tid, t.name, current_tstate()
+    return tid, t.name, holder_key()
 
 
 class ThreadWatcher(object):

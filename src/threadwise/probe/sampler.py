@@ -153,6 +153,9 @@ class ProcSampler(object):
         self.errors = 0
         self.error = None
         self.gone = False
+        self.kind = "cpython"
+        self._pypy_holder = None
+        self._pypy_switch = 0
         self.gil = None
         self.memfd = None
         self.addr = None
@@ -173,6 +176,7 @@ class ProcSampler(object):
             self.error = ("can't read /proc/%d/mem (ptrace is restricted here: "
                           "kernel.yama.ptrace_scope or a container policy)" % self.pid)
             return False
+        self.kind = gil.get("kind", "cpython")
         self.fmt = struct.Struct(str(gil.get("read_format", "@LPiL")))
         lo = self.addr + int(gil["off_cond"])
         hi = lo + int(gil["span_wait"])
@@ -225,7 +229,16 @@ class ProcSampler(object):
                 self.gone = True
                 return False
             return True
-        _, holder, locked, switch = self.fmt.unpack(data)
+        if self.kind == "pypy":
+            # one word: the holder's thread ident, 0 when free; count hand-overs
+            holder = self.fmt.unpack(data)[0]
+            locked = holder != 0
+            if locked and holder != self._pypy_holder:
+                self._pypy_switch += 1
+                self._pypy_holder = holder
+            switch = self._pypy_switch
+        else:
+            _, holder, locked, switch = self.fmt.unpack(data)
         if self.t_first is None:
             self.t_first = t
             self.switch_first = switch

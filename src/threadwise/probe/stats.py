@@ -40,7 +40,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> Optional[Tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if successes <= 0 else max(0.0, min(p, centre - half))
+    hi = 1.0 if successes >= n else min(1.0, max(p, centre + half))
+    return (lo, hi)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ def format_report(s: GilStats, title: str = "threadwise probe") -> str:
         lines.append("  GIL            none: Python threads run in parallel here")
     elif s.gil is None:
         lines.append("  GIL            unknown (see notes)")
+    if s.gil and s.gil_held is None:
+        lines.append("  GIL held       n/a (no samples: the program ended within a sampling gap)")
     if s.gil_held is not None:
         lines.append("  GIL held       %s of wall time%s" % (_pct(s.gil_held), _ci(s.gil_held_ci)))
     if s.gil_wait is not None:
@@ -134,7 +138,7 @@ def format_report(s: GilStats, title: str = "threadwise probe") -> str:
         if s.waiting is not None:
             extra = ", %.2f threads waiting on average" % s.waiting
         lines.append("  GIL waited on  %s of wall time%s%s" % (_pct(s.gil_wait), _ci(s.gil_wait_ci), extra))
-    if s.longest_stall_s is not None and s.gil:
+    if s.longest_stall_s and s.gil:
         lines.append("  longest stall  %.1f ms (a thread waiting for the GIL)" % (1000 * s.longest_stall_s))
     if s.parallelism is not None:
         lines.append("  parallelism    %.2f (CPU %.2f s / wall %.2f s)" % (s.parallelism, s.cpu_s or 0.0, s.wall_s))

@@ -365,7 +365,7 @@ def _convoy(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
                                  "message": _str(r.get("error") or r.get("unsupported")
                                                  or "the record has no median_s/p99_s numbers")})
                 continue
-            rows.append({"where": where, "burner": burner, "k": str(k),
+            rows.append({"where": where, "burner": burner, "k": str(k), "run": _plain(r.get("run")),
                          "switch": fmt_s(r.get("switch_interval_s")) + (" (set)" if si_cfg is not None else ""),
                          "median": fmt_s(med), "p99": fmt_s(p99), "max": fmt_s(r.get("max_s")),
                          "n": _plain(r.get("round_trips"))})
@@ -378,6 +378,13 @@ def _convoy(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
             else:
                 what = {"processes": "process", "threads": "thread"}.get(burner, burner) if k == 1 else burner
                 controls.append(("%d CPU-bound %s, %s" % (k, what, where), k, med, p99))
+        # several runs of one configuration: the median of their medians, the worst p99
+        lines = {pin: _merge_runs(pts) for pin, pts in lines.items()}
+        merged_ctl: "OrderedDict[Tuple[str, int], List[Tuple[int, float, float]]]" = OrderedDict()
+        for label, k, med, p99 in controls:
+            merged_ctl.setdefault((label, k), []).append((k, med, p99))
+        controls = [(label, k, m, p) for (label, k), pts in merged_ctl.items()
+                    for (_, m, p) in _merge_runs(pts)]
         series = []
         if lines[True]:
             series.append(plots.ConvoyLine("one core", lines[True], "#c0392b"))
@@ -390,6 +397,18 @@ def _convoy(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
                            lambda p, t=title, s=series, c=controls: plots.convoy_plot(t, s, p, c),
                            interpreter=interp)
         out.append({"interpreter": interp, "figure": fig, "rows": rows, "problems": problems})
+    return out
+
+
+def _merge_runs(points: List[Tuple[int, float, float]]) -> List[Tuple[int, float, float]]:
+    """(k, median, p99) points, one per run -> one per k: median of medians, worst p99."""
+    by: Dict[int, List[Tuple[float, float]]] = {}
+    for k, med, p99 in points:
+        by.setdefault(k, []).append((med, p99))
+    out = []
+    for k in sorted(by):
+        meds = sorted(m for m, _ in by[k])
+        out.append((k, meds[len(meds) // 2], max(p for _, p in by[k])))
     return out
 
 
@@ -779,8 +798,8 @@ TEMPLATE = r"""<!DOCTYPE html>
 {% if b.figure %}<div class="grid">{{ fig(b.figure, True) }}</div>{% endif %}
 {% if b.rows %}
 <div class="scroll"><table>
-<thead><tr><th>Interpreter</th><th>Cores</th><th>Burner</th><th class="num">CPU-bound</th><th class="num">Switch interval</th><th class="num">Median</th><th class="num">p99</th><th class="num">Max</th><th class="num">Round trips</th></tr></thead>
-<tbody>{% for r in b.rows %}<tr><td>{{ b.interpreter }}</td><td>{{ r.where }}</td><td>{{ r.burner }}</td><td class="num">{{ r.k }}</td><td class="num">{{ r.switch }}</td><td class="num">{{ r.median }}</td><td class="num">{{ r.p99 }}</td><td class="num">{{ r.max }}</td><td class="num">{{ r.n }}</td></tr>{% endfor %}</tbody>
+<thead><tr><th>Interpreter</th><th>Cores</th><th>Burner</th><th class="num">CPU-bound</th><th class="num">Switch interval</th><th class="num">Median</th><th class="num">p99</th><th class="num">Max</th><th class="num">Round trips</th><th class="num">Run</th></tr></thead>
+<tbody>{% for r in b.rows %}<tr><td>{{ b.interpreter }}</td><td>{{ r.where }}</td><td>{{ r.burner }}</td><td class="num">{{ r.k }}</td><td class="num">{{ r.switch }}</td><td class="num">{{ r.median }}</td><td class="num">{{ r.p99 }}</td><td class="num">{{ r.max }}</td><td class="num">{{ r.n }}</td><td class="num">{{ r.run }}</td></tr>{% endfor %}</tbody>
 </table></div>
 {% endif %}
 {% endfor %}

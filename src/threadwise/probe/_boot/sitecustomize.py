@@ -21,6 +21,7 @@ def _threadwise_probe_boot():
     here = env.pop("THREADWISE_PROBE_BOOT", None)
     agent_path = env.pop("THREADWISE_PROBE_AGENT", None)
     knock = env.pop("THREADWISE_PROBE_KNOCK", None)
+    interval = env.pop("THREADWISE_PROBE_INTERVAL", None)
     old_path = env.pop("THREADWISE_PROBE_PYTHONPATH", None)
     if old_path is not None:  # "-" was unset, "+..." was "..."
         if old_path == "-":
@@ -68,9 +69,8 @@ def _threadwise_probe_boot():
     }
     knocker = None
     if gil_on and (loc is None or not loc.address):
-        interval = float(env.pop("THREADWISE_PROBE_INTERVAL", "0.005") or 0.005)
         knocker = agent.Knocker(
-            interval=max(interval, 0.005),
+            interval=max(float(interval or 0.005), 0.005),
             # counts now and then, so that a program killed or ended by
             # os._exit still leaves figures behind
             on_snapshot=lambda snap: send(dict(snap, ev="knock")),
@@ -112,7 +112,7 @@ def _identity(agent):
         tid = _thread.get_native_id() if hasattr(_thread, "get_native_id") else None
     except ImportError:
         tid = None
-    return tid, "MainThread", agent.current_tstate()
+    return tid, "MainThread", agent.holder_key()
 
 
 def _dumps(obj):
