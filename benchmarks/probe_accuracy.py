@@ -152,9 +152,11 @@ def run_case(case_file: str, mode: str, n: int, duty: float, periods: int, perio
             probe_out = os.path.join(tmp, "probe.json")
             cmd = [sys.executable, "-m", "threadwise.probe.cli", "--json", "--output", probe_out,
                    "--", sys.executable] + args
+        run_s = periods * period_ms / 1000.0
         try:
+            # gil_load sometimes never returns (its stop() with spinning threads)
             p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               timeout=15 + periods * period_ms / 1000.0 * 3)
+                               timeout=(5 + 2 * run_s) if mode == "gil_load" else (30 + 3 * run_s))
         except subprocess.TimeoutExpired:
             return {"error": "timed out (hung)"}
         if p.returncode != 0 or not os.path.exists(out):
@@ -191,7 +193,7 @@ def _fmt(x, pct=True):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=2, help="library-mode repeats per case (default 2)")
-    ap.add_argument("--periods", type=int, default=120, help="10 ms periods per run (default 120)")
+    ap.add_argument("--periods", type=int, default=100, help="10 ms periods per run (default 100)")
     ap.add_argument("--threads", default="1,2,3,4")
     ap.add_argument("--duties", default="0,0.25,0.5,0.75,1")
     ap.add_argument("--no-cli", action="store_true")
@@ -255,6 +257,8 @@ def main(argv=None) -> int:
         gl_h = gl_w = "-"
         if gl and "error" not in gl:
             gl_h, gl_w = _fmt(gl["held"]), _fmt(gl["wait"])
+        elif gl:
+            gl_h = gl_w = "hung" if "hung" in gl["error"] else "error"
         print("| %d | %.2f | %s | %s | %+.1f | %s | %s | %+.1f | %s | %s | %s | %s |" % (
             n, d, _fmt(th), _fmt(mh), 100 * statistics.median(eh), _fmt(tw), _fmt(mw),
             100 * statistics.median(ew), cli_h, cli_w, gl_h, gl_w))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import operator
 import queue
+import sys
 import textwrap
 import threading
 from itertools import islice
@@ -274,8 +275,13 @@ def run_serial(run: MapRun, it: Iterator[Any], base: int, sink: Optional[List[An
     ``target_s`` of work (one item until timed), so results stream out of imap."""
     run.backend_name = "serial"
     clock = _chunk.clock
+    # into pmap's list with no progress bar to feed, batches buy nothing: one batch
+    one_batch = sink is not None and run.progress is None
     while True:
-        n = 1 if item_s is None else int(max(1, min(MAX_CHUNK, target_s / max(item_s, 1e-9))))
+        if one_batch:
+            n = sys.maxsize
+        else:
+            n = 1 if item_s is None else int(max(1, min(MAX_CHUNK, target_s / max(item_s, 1e-9))))
         dest = sink if sink is not None else []
         t0 = clock()
         try:

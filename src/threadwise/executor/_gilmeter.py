@@ -95,6 +95,14 @@ class GilMeter:
         return max(0.0, min(1.0, self.held / self.total))
 
 
+    def join(self, timeout: float = 0.1) -> None:
+        """Wait for the stopped meter's thread to end (before forking worker processes:
+        ``os.fork`` is only used while the process has a single thread)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
 def thread_sched() -> Optional[Tuple[float, float]]:
     """(seconds on a CPU, seconds runnable but waiting for a CPU) of the calling thread,
     from Linux's schedstat; None elsewhere.  On a loaded machine wall time minus CPU

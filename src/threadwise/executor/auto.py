@@ -193,6 +193,17 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                 if hint0 >= 0:
                     total_s = (n + hint0) * per
                     budget = min(PROBE_S, max(MIN_PROBE_S, PROBE_SHARE * total_s))
+                    if total_s < TINY_WORK_S and n >= 1:
+                        # the whole map is a few milliseconds of work: serial, decided now
+                        # (re-timed on a few more items first: the first call runs cold)
+                        extra, exhausted, dt2, dc2, it = yield from _probe_batch(
+                            run, probe_backend, it, base, 16, sink, sample_items, sample_results)
+                        n += extra
+                        base += extra
+                        spent += dt2
+                        cpu += dc2
+                        if (n + operator.length_hint(it, 0)) * spent / n < TINY_WORK_S or exhausted:
+                            break
             if (meter is None and spent >= METER_AFTER_S and not exhausted
                     and (total_s is None or total_s >= METER_WORK_S)):
                 meter = GilMeter().start()
@@ -291,7 +302,13 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                             rest, base, 0, t)
             left = "%d items left" % rem if known else "at least %d items left" % rem
 
-    transfer = transfer_cost(run.fn, sample_items, sample_results) if allow_processes else (None, None, 0, "")
+    # pickling fn and a sample costs ~0.1 ms: only when processes could win even with free transfer
+    free = predict(rem, t, c, g, cpus, workers, (0.0, 0.0), startup_s)
+    could_win = free["processes"][0] < GAIN * min(free["serial"][0], free["threads"][0])
+    if allow_processes and could_win:
+        transfer = transfer_cost(run.fn, sample_items, sample_results)
+    else:
+        transfer = (0.0, 0.0, 0, "") if allow_processes else (None, None, 0, "")
     parent, worker, nbytes, why_not = transfer
     preds = predict(rem, t, c, g, cpus, workers, (parent, worker), startup_s)
     if s_thr is not None:  # measured beats modelled: threads ran real items at s_thr
@@ -344,6 +361,8 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         reason = "threads x%d: %s: predicted %s over serial for %s of %s each, %s" % (
             wt, why, x(tt), left, fmt_s(t), tail)
         return Plan(Choice("threads", wt, reason, **common), rest, base, rem if known else None, t)
+    if meter is not None:
+        meter.join()  # a live meter thread would make the pool spawn instead of fork
     reason = ("processes x%d: the call %s, so threads would give ~%s; processes predicted %s for "
               "%s of %s each (start-up ~%s, transfer %s per item)" % (
                   wp, holds, x(tt), x(tp), left, fmt_s(t), fmt_s(startup_s),

@@ -478,17 +478,13 @@ class Knocker(object):
         self.thread.start()
         return self
 
-    def _calibrate(self):
-        # late wake-ups with nothing else wanting the GIL are unknowable from
-        # here; take the smallest of a few as the floor
-        lates = []
-        for _ in range(5):
-            t0 = _clock()
-            time.sleep(0.0002)
-            lates.append(_clock() - t0 - 0.0002)
-        floor = min(lates) if lates else 0.0001
+    def _default_threshold(self):
+        # a fixed share of the switch interval: a waiter gets the GIL after at
+        # most about one interval, a free GIL is taken within the OS wake-up
+        # latency (~0.1 ms).  Calibrating against an idle sleep is no good: the
+        # program's threads may already hold the GIL while we calibrate.
         switch = sys.getswitchinterval() if hasattr(sys, "getswitchinterval") else 0.005
-        return max(0.0005, 10 * floor, 0.1 * switch)
+        return max(0.001, 0.2 * switch)
 
     def _run(self):
         import threading
@@ -496,7 +492,7 @@ class Knocker(object):
         if self.on_start is not None:
             self.on_start(self.native_id)
         if self.threshold is None:
-            self.threshold = self._calibrate()
+            self.threshold = self._default_threshold()
         rng = self.rng
         clock = _clock
         sleep = time.sleep
@@ -523,4 +519,4 @@ class Knocker(object):
 
     def snapshot(self):
         return {"samples": self.samples, "held": self.held, "longest_wait_s": self.longest,
-                "threshold_s": self.threshold, "t": _clock()}
+                "threshold_s": self.threshold, "interval_s": self.interval, "t": _clock()}

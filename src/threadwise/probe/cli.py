@@ -35,8 +35,10 @@ examples:
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--interval", type=float, default=1.0, metavar="MS",
-                   help="mean gap between two samples in milliseconds (default 1)")
+    p.add_argument("--interval", type=float, default=None, metavar="MS",
+                   help="mean gap between two samples in milliseconds, fixed for the whole run "
+                        "(default: 1 ms for the first second, then sparser as the run goes on, "
+                        "up to 20 ms, so that long runs cost little)")
     p.add_argument("--every", type=float, default=None, metavar="SECONDS",
                    help="also print the figures so far every SECONDS (to stderr)")
     p.add_argument("--json", action="store_true",
@@ -61,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> List[str]:
     interval = args.interval
-    if not (interval == interval) or interval <= 0 or interval > 10000:
+    if interval is not None and (not (interval == interval) or interval <= 0 or interval > 10000):
         raise UsageError("--interval must be > 0 and <= 10000 milliseconds, got %r" % interval,
                          fix="use e.g. --interval 1 (the default) or --interval 5 for long runs")
     if args.every is not None and not (args.every > 0):
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                                  + "\n")
             sys.stderr.flush()
 
-        stats = run_program(cmd, interval=args.interval / 1000.0, every=args.every,
+        stats = run_program(cmd, interval=None if args.interval is None else args.interval / 1000.0,
+                            every=args.every,
                             on_every=every if args.every else None)
     except ThreadwiseError as exc:
         sys.stderr.write("threadwise probe: " + exc.message() + "\n")

@@ -83,6 +83,7 @@ class _Helper:
 
     def __init__(self, cfg: Dict[str, Any]) -> None:
         self.lock = threading.Lock()
+        self._buf = b""
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", _SAMPLER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
@@ -108,21 +109,21 @@ class _Helper:
 
     def read_line(self, timeout: float = 20.0) -> Optional[Dict[str, Any]]:
         fd = self.proc.stdout.fileno()
-        buf = b""
         end = time.monotonic() + timeout
-        while not buf.endswith(b"\n"):
+        while b"\n" not in self._buf:
             left = end - time.monotonic()
             if left <= 0:
                 return None
             r, _, _ = select.select([fd], [], [], left)
             if not r:
                 return None
-            chunk = os.read(fd, 1)
+            chunk = os.read(fd, 65536)
             if not chunk:
                 return None
-            buf += chunk
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
         try:
-            return json.loads(buf.decode())
+            return json.loads(line.decode())
         except ValueError:
             return None
 
@@ -156,8 +157,11 @@ class GilMonitor:
     :class:`GilStats` (live figures while running), :meth:`report` text.
     """
 
-    def __init__(self, interval: float = DEFAULT_INTERVAL_S) -> None:
-        self.interval = check_interval(interval)
+    def __init__(self, interval: Optional[float] = None) -> None:
+        # None: adaptive sampling, DEFAULT_INTERVAL_S for the first second and
+        # sparser later (see sampler.RAMP_S); a number: that mean gap throughout
+        self.adaptive = interval is None
+        self.interval = DEFAULT_INTERVAL_S if interval is None else check_interval(interval)
         self._helper: Optional[_Helper] = None
         self._knocker: Optional[_agent.Knocker] = None
         self._watcher: Optional[_agent.ThreadWatcher] = None
@@ -186,7 +190,7 @@ class GilMonitor:
         loc = _agent.find_gil() if self._gil else None
         can_read_proc = sys.platform.startswith("linux") and os.path.isdir("/proc/self/task")
         if can_read_proc:
-            cfg = {"pid": os.getpid(), "interval": self.interval,
+            cfg = {"pid": os.getpid(), "interval": self.interval, "adaptive": self.adaptive,
                    "gil": loc.as_dict() if loc is not None and loc.address else None}
             self._helper = _Helper(cfg)
             if self._helper.error:
@@ -203,9 +207,13 @@ class GilMonitor:
         if helper is not None:
             tid, name, tstate = _agent.thread_identity()
             helper.send({"ev": "thread", "tid": tid, "name": name, "tstate": tstate})
-            self._watcher = _agent.ThreadWatcher(
-                lambda tid, name, tstate: helper.send({"ev": "thread", "tid": tid, "name": name,
-                                                        "tstate": tstate}))
+            pid = os.getpid()
+
+            def on_thread(tid: Any, name: Any, tstate: Any) -> None:
+                if os.getpid() == pid:  # not from a fork of this process
+                    helper.send({"ev": "thread", "tid": tid, "name": name, "tstate": tstate})
+
+            self._watcher = _agent.ThreadWatcher(on_thread)
             self._watcher.start()
         if self._gil is False and hasattr(sys, "_is_gil_enabled"):
             self._showwarning = _agent.watch_gil_enabling(self._on_gil_enabled)
@@ -293,9 +301,12 @@ class GilMonitor:
             helper.kill()
 
 
-def gil_monitor(interval: float = DEFAULT_INTERVAL_S) -> GilMonitor:
+def gil_monitor(interval: Optional[float] = None) -> GilMonitor:
     """A :class:`GilMonitor` to use as ``with threadwise.gil_monitor() as m:``.
 
-    ``interval`` is the mean gap between samples in seconds (default 1 ms).
+    ``interval`` is the mean gap between samples in seconds.  The default
+    (None) samples every 1 ms on average for the first second, then ever more
+    sparsely (the gap grows with the elapsed time, up to 20 ms), weighting each
+    sample by its gap, so that long runs stay cheap and the shares unbiased.
     """
     return GilMonitor(interval=interval)

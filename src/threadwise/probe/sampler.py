@@ -42,6 +42,10 @@ _clock = time.monotonic
 
 #: how often thread lists and per-thread CPU are refreshed (seconds)
 REFRESH_S = 0.05
+#: adaptive sampling: the base interval holds for this long, then the gap grows
+RAMP_S = 1.0
+#: ... up to this mean gap
+MAX_GAP_S = 0.02
 
 
 class _Thread(object):
@@ -128,7 +132,7 @@ class ProcSampler(object):
     """
 
     def __init__(self, pid, gil=None, interval=0.001, exclude_tids=(), seed=None,
-                 count_cpu_from_now=True):
+                 count_cpu_from_now=True, adaptive=False):
         self.pid = int(pid)
         self.interval = float(interval)
         self.rng = random.Random(seed)
@@ -139,7 +143,11 @@ class ProcSampler(object):
         self.names = {}  # tid -> name, from the agent
         self.tstates = {}  # tstate -> tid, from the agent
         self.held_by = {}  # tid (None: unknown) -> samples where it held the GIL
+        self.adaptive = bool(adaptive)
+        self.t_start = _clock()
         self.samples = 0
+        self.w_total = 0.0  # sum of sample weights (1 each when not adaptive)
+        self.w2_total = 0.0
         self.held = 0
         self.wait_any = 0
         self.waiters = 0
@@ -205,8 +213,22 @@ class ProcSampler(object):
             th.tstate = tstate or None
 
     # -- the work -------------------------------------------------------------
+    def current_gap(self, now=None):
+        """Mean gap between samples now.  Adaptive: ``interval`` for the first
+        RAMP_S seconds, then growing with the elapsed time (up to MAX_GAP_S), so
+        that a long run costs little; each sample is weighted by the gap in
+        force when it was taken (the inverse of the sampling rate), which keeps
+        the time averages unbiased."""
+        if not self.adaptive:
+            return self.interval
+        t0 = self.t_first if self.t_first is not None else self.t_start
+        elapsed = (_clock() if now is None else now) - t0
+        if elapsed <= RAMP_S:
+            return self.interval
+        return min(self.interval * elapsed / RAMP_S, max(self.interval, MAX_GAP_S))
+
     def next_delay(self):
-        return self.rng.expovariate(1.0 / self.interval)
+        return self.rng.expovariate(1.0 / self.current_gap())
 
     def usable(self):
         return self.memfd is not None and not self.gone
@@ -245,14 +267,17 @@ class ProcSampler(object):
         self.t_last = t
         self.switch_last = switch
         self.samples += 1
+        w = self.current_gap(t) if self.adaptive else 1.0
+        self.w_total += w
+        self.w2_total += w * w
         if not locked:
             for th in self.active:
                 if th.wait_first is not None:
                     self._end_wait(th)
             return True
-        self.held += 1
+        self.held += w
         owner = self.tstates.get(holder)
-        self.held_by[owner] = self.held_by.get(owner, 0) + 1
+        self.held_by[owner] = self.held_by.get(owner, 0) + w
         active = self.active
         if len(active) < 2:
             return True
@@ -310,15 +335,15 @@ class ProcSampler(object):
                     th.gil_sw = None
             if waiting:
                 n += 1
-                th.wait += 1
+                th.wait += w
                 if th.wait_first is None:
                     th.wait_first = t
                 th.wait_last = t
             elif th.wait_first is not None:
                 self._end_wait(th)
         if n:
-            self.wait_any += 1
-            self.waiters += n
+            self.wait_any += w
+            self.waiters += n * w
         return True
 
     def _vcsw(self, th):
@@ -442,6 +467,9 @@ class ProcSampler(object):
             "method": "gil-state" if self.memfd is not None or self.samples else "threads-only",
             "pid": self.pid,
             "interval_s": self.interval,
+            "adaptive": self.adaptive,
+            "w_total": self.w_total,
+            "w2_total": self.w2_total,
             "t_first": self.t_first,
             "t_last": self.t_last if t_end is None else t_end,
             "samples": self.samples,
@@ -495,7 +523,8 @@ def _subprocess_main():
         boost_priority()
     cfg = json.loads(next(feed).decode("utf-8"))
     sampler = ProcSampler(cfg["pid"], cfg.get("gil"), cfg.get("interval", 0.001),
-                          exclude_tids=cfg.get("exclude", ()), seed=cfg.get("seed"))
+                          exclude_tids=cfg.get("exclude", ()), seed=cfg.get("seed"),
+                          adaptive=cfg.get("adaptive", False))
     out.write(json.dumps({"ready": True, "usable": sampler.usable(), "error": sampler.error,
                           "t": _clock()}) + "\n")
     out.flush()

@@ -32,7 +32,7 @@ __all__ = ["GilStats", "ThreadStats", "GilEnabledEvent", "wilson"]
 Z95 = 1.959963984540054
 
 
-def wilson(successes: int, n: int, z: float = Z95) -> Optional[Tuple[float, float]]:
+def wilson(successes: float, n: float, z: float = Z95) -> Optional[Tuple[float, float]]:
     """The Wilson score interval for ``successes`` out of ``n`` (None when n == 0)."""
     if n <= 0:
         return None
@@ -189,18 +189,21 @@ def from_raw(raw: Optional[Dict[str, Any]], *, gil: Optional[bool], wall_s: floa
         method = raw.get("method", "gil-state")
         if raw.get("error"):
             notes_l.append(raw["error"])
-    if gil and raw is not None and samples > 0:
-        n = samples
-        held = raw["held"] / n
-        wait = raw["wait_any"] / n
-        waiting = raw["waiters"] / n
-        held_ci = wilson(raw["held"], n)
-        wait_ci = wilson(raw["wait_any"], n)
+    weight = float(raw.get("w_total") or samples) if raw is not None else 0.0
+    if gil and raw is not None and samples > 0 and weight > 0:
+        # samples carry weights when the sampling rate changed during the run
+        # (adaptive sampling); the effective sample size sets the interval
+        n_eff = weight * weight / float(raw.get("w2_total") or weight)
+        held = raw["held"] / weight
+        wait = raw["wait_any"] / weight
+        waiting = raw["waiters"] / weight
+        held_ci = wilson(held * n_eff, n_eff)
+        wait_ci = wilson(wait * n_eff, n_eff)
         stall = raw.get("longest_stall_s") or 0.0
         if raw.get("switches") is not None and window:
             switches_ps = raw["switches"] / window
-        if n < 100:
-            notes_l.append("only %d samples: the figures are rough; run longer or lower --interval" % n)
+        if samples < 100:
+            notes_l.append("only %d samples: the figures are rough; run longer or lower --interval" % samples)
     elif gil and knock is not None and knock.get("samples"):
         n = int(knock["samples"])
         samples = n
@@ -208,6 +211,7 @@ def from_raw(raw: Optional[Dict[str, Any]], *, gil: Optional[bool], wall_s: floa
         held = knock["held"] / n
         held_ci = wilson(knock["held"], n)
         stall = knock.get("longest_wait_s")
+        interval_s = knock.get("interval_s") or interval_s
         notes_l.append("measured from inside by a knocker thread (no outside reader here): "
                        "held is approximate and waits by other threads are not seen")
     elif gil:
@@ -218,11 +222,13 @@ def from_raw(raw: Optional[Dict[str, Any]], *, gil: Optional[bool], wall_s: floa
                 continue
             th_held = th_wait = None
             if gil and samples and method == "gil-state":
-                th_wait = t["wait_samples"] / samples
+                th_wait = t["wait_samples"] / weight
                 if t.get("held_samples") is not None:
-                    th_held = t["held_samples"] / samples
+                    th_held = t["held_samples"] / weight
             threads.append(ThreadStats(tid=t["tid"], name=t.get("name"), cpu_s=round(t["cpu_s"], 6),
                                        gil_held=th_held, gil_wait=th_wait))
+    if method == "gil-state" and samples > 1 and window:
+        interval_s = window / (samples - 1)  # the mean gap achieved
     parallelism = None
     if cpu_s is not None and wall_s > 0:
         parallelism = cpu_s / wall_s

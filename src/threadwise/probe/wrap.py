@@ -32,11 +32,13 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ThreadwiseError, UsageError
 from . import sampler as _sampler
-from .stats import GilEnabledEvent, GilStats, from_raw
+
+if TYPE_CHECKING:  # imported when needed: the program starts first
+    from .stats import GilEnabledEvent, GilStats
 
 __all__ = ["resolve_command", "run_program", "ProgramRun"]
 
@@ -44,6 +46,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BOOT_DIR = os.path.join(HERE, "_boot")
 AGENT = os.path.join(HERE, "_agent.py")
 HOUSEKEEPING_S = 0.02
+#: the mean gap between samples at the start (adaptive sampling: sparser later)
+DEFAULT_INTERVAL_S = 0.001
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # Python's own single-letter options that take a value (python --help)
@@ -138,18 +142,19 @@ def _can_read_child_memory() -> bool:
 class ProgramRun:
     """One program under the probe: start it, sample it until it exits, summarise."""
 
-    def __init__(self, argv: Sequence[str], interval: float = 0.001, every: Optional[float] = None,
-                 on_every: Optional[Callable[[GilStats], None]] = None,
+    def __init__(self, argv: Sequence[str], interval: Optional[float] = None, every: Optional[float] = None,
+                 on_every: Optional[Callable[["GilStats"], None]] = None,
                  notes: Sequence[str] = ()) -> None:
         self.argv = list(argv)
-        self.interval = interval
+        self.adaptive = interval is None
+        self.interval = DEFAULT_INTERVAL_S if interval is None else interval
         self.every = every
         self.on_every = on_every
         self.notes = list(notes)
         self.info: Optional[Dict[str, Any]] = None
         self.end: Optional[Dict[str, Any]] = None
         self.knock: Optional[Dict[str, Any]] = None
-        self.enabled: List[GilEnabledEvent] = []
+        self.enabled: List["GilEnabledEvent"] = []
         self.forwarded: List[int] = []
         self.sampler: Optional[_sampler.ProcSampler] = None
         self.proc: Optional[subprocess.Popen] = None
@@ -167,13 +172,16 @@ class ProgramRun:
         env["THREADWISE_PROBE_BOOT"] = BOOT_DIR
         env["THREADWISE_PROBE_AGENT"] = AGENT
         env["THREADWISE_PROBE_INTERVAL"] = repr(self.interval)
-        if not _can_read_child_memory():
+        if os.environ.get("THREADWISE_PROBE_METHOD") == "knocker":  # a debugging aid
+            env["THREADWISE_PROBE_KNOCK"] = "1"
+            self.notes.append("THREADWISE_PROBE_METHOD=knocker: measured with a knocker thread")
+        elif not _can_read_child_memory():
             env["THREADWISE_PROBE_KNOCK"] = "1"
             self.notes.append("this system forbids reading another process's memory "
                               "(kernel.yama.ptrace_scope): measured with a knocker thread instead")
         return env
 
-    def run(self) -> GilStats:
+    def run(self) -> "GilStats":
         rfd, wfd = os.pipe()
         os.set_inheritable(rfd, False)
         env = self._env(wfd)
@@ -192,10 +200,11 @@ class ProgramRun:
         self.t_launch = time.monotonic()
         # after the fork: the program keeps its own scheduling priority
         prio = _sampler.boost_priority()
+        from . import stats  # noqa: F401  (loads while the program starts up)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         try:
             self.sampler = _sampler.ProcSampler(self.proc.pid, None, self.interval,
-                                                count_cpu_from_now=False)
+                                                count_cpu_from_now=False, adaptive=self.adaptive)
             self._loop(rfd)
         finally:
             self._drain_signals()
@@ -302,6 +311,7 @@ class ProgramRun:
             sampler.exclude.add(int(msg["tid"]))
             sampler.refresh()
         elif ev == "gil_enabled":
+            from .stats import GilEnabledEvent
             t0 = self.info.get("t") if self.info else None
             at = None if t0 is None or msg.get("t") is None else round(msg["t"] - t0, 6)
             self.enabled.append(GilEnabledEvent(module=msg.get("module"), at_s=at))
@@ -344,7 +354,8 @@ class ProgramRun:
                 return
 
     # -- results --------------------------------------------------------------
-    def _stats(self, final: bool, cpu: Optional[float] = None) -> GilStats:
+    def _stats(self, final: bool, cpu: Optional[float] = None) -> "GilStats":
+        from .stats import GilEnabledEvent, from_raw
         sampler = self.sampler
         raw = sampler.result(t_end=None) if sampler is not None else None
         if raw is not None and self.end is not None and raw.get("t_last") is not None:
@@ -396,8 +407,8 @@ class ProgramRun:
                         knock=self.knock, exit_code=code)
 
 
-def run_program(cmd: Sequence[str], interval: float = 0.001, every: Optional[float] = None,
-                on_every: Optional[Callable[[GilStats], None]] = None) -> GilStats:
+def run_program(cmd: Sequence[str], interval: Optional[float] = None, every: Optional[float] = None,
+                on_every: Optional[Callable[["GilStats"], None]] = None) -> "GilStats":
     """Run ``cmd`` under the probe and return its :class:`GilStats` (``exit_code`` set)."""
     argv, notes = resolve_command(cmd)
     if not sys.platform.startswith("linux"):
