@@ -14,7 +14,11 @@ of the whole command's wall time ("end-to-end", which adds the probe's start-up:
 one more interpreter) -- as the median over rounds with the interquartile range,
 plus the CPU the probe itself used (as a share of one core).
 
-Run: ``python benchmarks/probe_overhead.py [--rounds 12] [--work-s 2]``; prints a
+"In-program CPU" is the work's own CPU time (process_time): it excludes time
+the program spent preempted, so it isolates interference (caches, memory)
+from competition for a CPU, which only a busy machine has.
+
+Run: ``python benchmarks/probe_overhead.py [--rounds 24] [--work-s 1.5]``; prints a
 markdown table; takes about 2 minutes.
 """
 from __future__ import annotations
@@ -50,12 +54,12 @@ if len(sys.argv) > 2 and sys.argv[2] == "--lib":
     sys.path.insert(0, sys.argv[3])
     from threadwise.probe import gil_monitor
     with gil_monitor() as m:
-        t0 = time.perf_counter(); work(n); t1 = time.perf_counter()
+        c0 = time.process_time(); t0 = time.perf_counter(); work(n); t1 = time.perf_counter(); c1 = time.process_time()
     extra = {"samples": m.stats().samples}
 else:
-    t0 = time.perf_counter(); work(n); t1 = time.perf_counter()
+    c0 = time.process_time(); t0 = time.perf_counter(); work(n); t1 = time.perf_counter(); c1 = time.process_time()
     extra = {}
-print(json.dumps(dict(extra, work_s=t1 - t0)))
+print(json.dumps(dict(extra, work_s=t1 - t0, work_cpu_s=c1 - c0)))
 '''
 
 
@@ -92,8 +96,8 @@ def _q(xs):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=12)
-    ap.add_argument("--work-s", type=float, default=2.0, help="seconds of work per run (default 2)")
+    ap.add_argument("--rounds", type=int, default=24)
+    ap.add_argument("--work-s", type=float, default=1.5, help="seconds of work per run (default 1.5)")
     args = ap.parse_args(argv)
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     load0 = open("/proc/loadavg").read().split()[:3]
@@ -124,21 +128,22 @@ def main(argv=None) -> int:
             print("  round %d/%d (%.0f s)" % (i + 1, args.rounds, time.time() - t_start), file=sys.stderr)
     load1 = open("/proc/loadavg").read().split()[:3]
 
-    print("## GIL probe overhead: single-threaded pure-Python work, default interval (1 ms)\n")
+    print("## GIL probe overhead: single-threaded pure-Python work, default sampling\n")
     print("Python %s; %d rounds of ~%.1f s of work; order shuffled each round; load average before %s, "
           "after %s; %.0f s.\n" % (sys.version.split()[0], args.rounds, args.work_s, " ".join(load0),
                                    " ".join(load1), time.time() - t_start))
-    print("| mode | in-program time / bare: median | IQR | end-to-end wall / bare: median | IQR |"
-          " extra CPU per run (s) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| mode | in-program wall / bare: median | IQR | in-program CPU / bare: median | IQR |"
+          " end-to-end wall / bare: median | IQR | probe's extra CPU per run (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in ("cli", "lib"):
         r_in = [r[mode]["work_s"] / r["bare"]["work_s"] for r in rounds]
+        r_cpu = [r[mode]["work_cpu_s"] / r["bare"]["work_cpu_s"] for r in rounds]
         r_e2e = [r[mode]["wall_s"] / r["bare"]["wall_s"] for r in rounds]
         cpu = [r[mode]["cpu_s"] - r["bare"]["cpu_s"] for r in rounds]
-        q_in, q_e2e = _q(r_in), _q(r_e2e)
-        print("| %s | %.4f | %.4f-%.4f | %.4f | %.4f-%.4f | %.3f |" % (
-            mode, statistics.median(r_in), q_in[0], q_in[1], statistics.median(r_e2e), q_e2e[0], q_e2e[1],
-            statistics.median(cpu)))
+        q_in, q_cpu, q_e2e = _q(r_in), _q(r_cpu), _q(r_e2e)
+        print("| %s | %.4f | %.4f-%.4f | %.4f | %.4f-%.4f | %.4f | %.4f-%.4f | %.3f |" % (
+            mode, statistics.median(r_in), q_in[0], q_in[1], statistics.median(r_cpu), q_cpu[0], q_cpu[1],
+            statistics.median(r_e2e), q_e2e[0], q_e2e[1], statistics.median(cpu)))
     bare = [r["bare"]["work_s"] for r in rounds]
     print("\nbare work time: median %.3f s (IQR %.3f-%.3f); the probe took %d samples per run (median)."
           % (statistics.median(bare), _q(bare)[0], _q(bare)[1], statistics.median(samples)))

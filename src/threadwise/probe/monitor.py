@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import ThreadwiseError, UsageError
 from . import _agent
-from .stats import GilEnabledEvent, GilStats, from_raw
+from .stats import GilEnabledEvent, GilStats, from_raw, machine_load, overload_note
 
 __all__ = ["GilMonitor", "gil_monitor", "DEFAULT_INTERVAL_S"]
 
@@ -173,6 +173,7 @@ class GilMonitor:
         self._gil: Optional[bool] = None
         self._t0 = 0.0
         self._cpu0 = 0.0
+        self._load0: Optional[float] = None
 
     # -- lifecycle ------------------------------------------------------------
     @property
@@ -217,6 +218,7 @@ class GilMonitor:
             self._watcher.start()
         if self._gil is False and hasattr(sys, "_is_gil_enabled"):
             self._showwarning = _agent.watch_gil_enabling(self._on_gil_enabled)
+        self._load0 = machine_load()
         self._t0 = time.monotonic()
         self._cpu0 = time.process_time()
         self._running = True
@@ -258,6 +260,9 @@ class GilMonitor:
                wall: float, cpu: float) -> GilStats:
         gil = self._gil
         notes = list(self._notes)
+        busy = overload_note(self._load0, machine_load()) if gil else None
+        if busy:
+            notes.append(busy)
         if gil is False and _agent.gil_enabled():
             gil = True
             if not self._enabled:

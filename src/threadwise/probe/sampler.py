@@ -25,7 +25,18 @@ process costs the target nothing: no GIL request, no signal, no stop.
 Samples are taken at exponentially distributed gaps (a Poisson process, as
 gil_load does), so they can't lock onto a periodic workload; given the run's
 actual timeline each sample is then an independent Bernoulli draw of "held",
-and the Wilson interval on the count is a fair confidence interval.
+and the Wilson interval on the count is a fair confidence interval.  The
+sampler asks for real-time priority (:func:`boost_priority`): a sampler that
+must wait for a CPU wakes late preferentially while the program is busy, and
+under-samples busy phases.
+
+A waiting thread is one blocked in ``futex()`` on the GIL, plus two states
+that /proc shows only as "running": a waiter woken (by the hand-off or its
+timeout) that has not yet taken the GIL, and a holder forced to hand over
+(it blocked, on ``switch_cond``, since it was last seen holding) that has not
+yet blocked again.  Threads that want the GIL but have no CPU yet and were last
+seen elsewhere (e.g. just woken from ``sleep`` on an overloaded machine) are
+not seen: on such a machine the wait share reads low.
 
 Invariants relied on: ``locked`` and ``last_holder`` are plain aligned words
 (reads are atomic); a waiter blocks in ``futex()`` on a word inside the GIL's
@@ -519,8 +530,7 @@ def _subprocess_main():
 
     wait = [None]
     feed = lines()
-    if os.environ.get("TW_BOOST", "1") == "1":
-        boost_priority()
+    boost_priority()
     cfg = json.loads(next(feed).decode("utf-8"))
     sampler = ProcSampler(cfg["pid"], cfg.get("gil"), cfg.get("interval", 0.001),
                           exclude_tids=cfg.get("exclude", ()), seed=cfg.get("seed"),
@@ -529,7 +539,6 @@ def _subprocess_main():
                           "t": _clock()}) + "\n")
     out.flush()
     next_refresh = _clock() + REFRESH_S
-    end_t = None
     while True:
         wait[0] = sampler.next_delay() if sampler.usable() else REFRESH_S
         line = next(feed, b"")
@@ -561,7 +570,6 @@ def _subprocess_main():
             out.write(json.dumps(sampler.result()) + "\n")
             out.flush()
         elif ev == "stop":
-            end_t = msg.get("t")
             break
     sampler.refresh()
     sampler.close()

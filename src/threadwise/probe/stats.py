@@ -119,6 +119,30 @@ def _ci(ci: Optional[Tuple[float, float]]) -> str:
     return "" if ci is None else " (95%% CI %.1f-%.1f%%)" % (100 * ci[0], 100 * ci[1])
 
 
+def machine_load() -> Optional[float]:
+    """The 1-minute load average (Linux), or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def overload_note(*loads: Optional[float]) -> Optional[str]:
+    """A note when the machine had more runnable work than CPUs."""
+    import os
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    known = [x for x in loads if x is not None]
+    if not known or max(known) <= cpus:
+        return None
+    return ("the machine was busy (load average %.1f on %d CPUs): threads that wanted the GIL but "
+            "had no CPU yet are partly missed, so the wait share may read low (held is unaffected)"
+            % (max(known), cpus))
+
+
 def format_report(s: GilStats, title: str = "threadwise probe") -> str:
     lines: List[str] = []
     head = title

@@ -161,6 +161,7 @@ class ProgramRun:
         self.t_launch = 0.0
         self.t_exit: Optional[float] = None
         self._buf = b""
+        self.load0: Optional[float] = None
 
     # -- start ----------------------------------------------------------------
     def _env(self, fd: int) -> Dict[str, str]:
@@ -200,7 +201,8 @@ class ProgramRun:
         self.t_launch = time.monotonic()
         # after the fork: the program keeps its own scheduling priority
         prio = _sampler.boost_priority()
-        from . import stats  # noqa: F401  (loads while the program starts up)
+        from . import stats  # loads while the program starts up
+        self.load0 = stats.machine_load()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         try:
             self.sampler = _sampler.ProcSampler(self.proc.pid, None, self.interval,
@@ -355,7 +357,7 @@ class ProgramRun:
 
     # -- results --------------------------------------------------------------
     def _stats(self, final: bool, cpu: Optional[float] = None) -> "GilStats":
-        from .stats import GilEnabledEvent, from_raw
+        from .stats import GilEnabledEvent, from_raw, machine_load, overload_note
         sampler = self.sampler
         raw = sampler.result(t_end=None) if sampler is not None else None
         if raw is not None and self.end is not None and raw.get("t_last") is not None:
@@ -383,6 +385,9 @@ class ProgramRun:
             gil = None
             notes.append("the probe's start-up hook did not run in the program (python -I, -E or -S, "
                           "or not a Python program): only CPU and threads are measured")
+        busy = overload_note(self.load0, machine_load()) if gil else None
+        if busy:
+            notes.append(busy)
         code = None
         wall = (self.t_exit or time.monotonic()) - self.t_launch
         if final and self.proc is not None:
