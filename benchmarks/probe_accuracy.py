@@ -199,11 +199,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cli", action="store_true")
     ap.add_argument("--no-gil-load", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        import gil_load  # noqa: F401
-        have_gil_load = not args.no_gil_load
-    except ImportError:
-        have_gil_load = False
+    import importlib.util
+    have_gil_load = importlib.util.find_spec("gil_load") is not None and not args.no_gil_load
     threads = [int(x) for x in args.threads.split(",")]
     duties = [float(x) for x in args.duties.split(",")]
     t_start = time.time()

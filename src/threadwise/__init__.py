@@ -29,6 +29,8 @@ _EXPORTS = {
     "ItemTimeoutError": "threadwise.executor",
     "gil_monitor": "threadwise.probe", "GilStats": "threadwise.probe",
     "holds_gil": "threadwise.probe", "GilHoldResult": "threadwise.probe",
+    "GilMonitor": "threadwise.probe", "ThreadStats": "threadwise.probe",
+    "GilEnabledEvent": "threadwise.probe",
     "ThreadwiseError": "threadwise.errors",
 }
 

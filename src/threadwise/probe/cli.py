@@ -92,8 +92,12 @@ def _emit(text: str, path: Optional[str]) -> None:
     sys.stderr.flush()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the program described by ``args``; returns the exit status to use."""
+def run(args: argparse.Namespace, *_console: Any) -> int:
+    """Run the program described by ``args``; returns the exit status to use.
+
+    Extra positional arguments (``threadwise.cli`` passes its rich consoles)
+    are ignored: the summary goes to stderr or ``--output`` as plain text, so
+    that it never mixes with the program's own stdout."""
     from .wrap import run_program
 
     try:

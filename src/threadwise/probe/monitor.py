@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ThreadwiseError, UsageError
 from . import _agent
@@ -88,6 +88,9 @@ class _Helper:
             [sys.executable, "-I", "-S", _SAMPLER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin = self.proc.stdin
+        self.stdout = self.proc.stdout
         allow_tracer(self.proc.pid)
         self.send(cfg)
         ready = self.read_line(timeout=20.0)
@@ -103,12 +106,12 @@ class _Helper:
         data = (json.dumps(msg) + "\n").encode()
         with self.lock:
             try:
-                os.write(self.proc.stdin.fileno(), data)
+                os.write(self.stdin.fileno(), data)
             except (OSError, ValueError):
                 pass
 
     def read_line(self, timeout: float = 20.0) -> Optional[Dict[str, Any]]:
-        fd = self.proc.stdout.fileno()
+        fd = self.stdout.fileno()
         end = time.monotonic() + timeout
         while b"\n" not in self._buf:
             left = end - time.monotonic()
@@ -131,14 +134,14 @@ class _Helper:
         self.send({"ev": "stop", "t": time.monotonic()})
         raw = self.read_line(timeout=20.0)
         try:
-            self.proc.stdin.close()
+            self.stdin.close()
         except OSError:
             pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
-        self.proc.stdout.close()
+        self.stdout.close()
         return raw
 
     def kill(self) -> None:
@@ -268,7 +271,7 @@ class GilMonitor:
             if not self._enabled:
                 self._enabled.append(GilEnabledEvent(module=None, at_s=None))
                 notes.append("the GIL was turned on during the run (its warning was filtered out)")
-        exclude = ()
+        exclude: Tuple[int, ...] = ()
         if self._knocker is not None and self._knocker.native_id is not None:
             exclude = (self._knocker.native_id,)
         return from_raw(raw, gil=gil, wall_s=wall, cpu_s=cpu, interval_s=self.interval,

@@ -125,6 +125,15 @@ def _open(path):
         return None
 
 
+def _comm(base):
+    """The OS thread name, in brackets (a fallback for threads Python did not name)."""
+    try:
+        with open(base + "comm", "rb") as f:
+            return "[%s]" % f.read().strip().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
 def _close(fd):
     if fd is not None:
         try:
@@ -409,6 +418,8 @@ class ProcSampler(object):
                         th.tstate = ts
                 base = "%s/%d/" % (self.task_dir, tid)
                 th.fd_cpu = _open(base + "schedstat")
+                if th.name is None:
+                    th.name = _comm(base)
                 if self.memfd is not None and tid not in self.exclude:
                     th.fd_sys = _open(base + "syscall")
                 self.threads[tid] = th
@@ -465,7 +476,7 @@ class ProcSampler(object):
             base = th.cpu0_ns or 0
             threads.append({
                 "tid": tid,
-                "name": th.name or self.names.get(tid),
+                "name": self.names.get(tid) or th.name,
                 "cpu_s": max(0, th.cpu_ns - base) / 1e9,
                 "held_samples": held,
                 "wait_samples": th.wait,

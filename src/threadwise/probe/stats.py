@@ -170,7 +170,10 @@ def format_report(s: GilStats, title: str = "threadwise probe") -> str:
         lines.append("  wall           %.2f s" % s.wall_s)
     if s.switches_per_s is not None and s.gil:
         lines.append("  GIL switches   %.0f/s" % s.switches_per_s)
-    lines.append("  samples        %d every %.2f ms on average (%s)" % (s.samples, 1000 * s.interval_s, s.method))
+    if s.gil is False and not s.samples:
+        lines.append("  samples        none: there is no GIL to sample")
+    else:
+        lines.append("  samples        %d every %.2f ms on average (%s)" % (s.samples, 1000 * s.interval_s, s.method))
     for e in s.gil_enabled_by:
         at = "" if e.at_s is None else " at %.3f s" % e.at_s
         lines.append("  GIL enabled    by importing %s%s" % (e.module or "an unknown module", at))

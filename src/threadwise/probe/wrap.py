@@ -367,7 +367,8 @@ class ProgramRun:
         gil: Optional[bool]
         label = ""
         if info is not None:
-            impl = {"cpython": "CPython", "pypy": "PyPy"}.get(info.get("impl"), info.get("impl") or "?")
+            impl_name = str(info.get("impl") or "?")
+            impl = {"cpython": "CPython", "pypy": "PyPy"}.get(impl_name, impl_name)
             label = "%s %s%s" % (impl, info.get("version", ""),
                                  " (free-threaded build)" if info.get("ft_build") else "")
             gil = info.get("gil_enabled")

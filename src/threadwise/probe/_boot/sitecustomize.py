@@ -154,7 +154,7 @@ except Exception as _exc:  # never break the user's program
 # hand over to the sitecustomize this one shadows, if any
 _this = sys.modules.pop("sitecustomize", None)
 try:
-    import sitecustomize  # noqa: F401
+    import sitecustomize  # noqa: F401  # pyflakes: ignore
 except ImportError as _exc:
     if getattr(_exc, "name", "sitecustomize") != "sitecustomize":
         raise
