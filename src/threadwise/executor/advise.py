@@ -3,8 +3,10 @@
 ::
 
     items --> sample: items run serially until ~sample_s (>= 4 per worker when there are
-              that many), timed; a GilMeter notes the GIL-held share; gil_check (the
-              ticker of threadwise.target.gilcheck) confirms on the first item
+              that many), timed; a GilMeter notes the GIL-held share; then
+              threadwise.probe.holds_gil (the GIL's own state, read from outside) on
+              the first item gives the figure reported (gil_check's ticker where the
+              probe can't run)
           --> the same sample on threads, processes, interpreters (3.14+), and threads
               again as "free threads" on a build without the GIL: start-up timed apart
               from the run; pickled bytes and pickling time per item for processes
@@ -148,6 +150,7 @@ def _run_serial(fn: Callable[[Any], Any], it: Iterable[Any], sample_s: float, mi
         span = time.perf_counter() - w0
         cpu_s = time.process_time() - c0
         g = meter.stop()
+        meter.join()  # so that the processes measured next are forked, as pmap's would be
     if s0 is not None and s1 is not None:
         cpu_s = s1[0] - s0[0]
         span -= min(max(0.0, s1[1] - s0[1]), 0.95 * span)  # waiting for a core is not I/O
@@ -158,6 +161,21 @@ def _run_serial(fn: Callable[[Any], Any], it: Iterable[Any], sample_s: float, mi
 
 
 def _gil_check(fn: Callable[[Any], Any], item: Any, duration: float, cores: int) -> Dict[str, Any]:
+    """Does one call hold the GIL?  ``threadwise.probe.holds_gil`` (it reads the GIL's own
+    state from outside: ``held_share``) where it exists, else ``gil_check``'s ticker."""
+    probe: Optional[Callable[..., Any]]
+    try:
+        from ..probe import holds_gil as probe
+    except ImportError:  # pragma: no cover - a build without the probe
+        probe = None
+    if probe is not None:
+        try:
+            h = probe(fn, item)
+        except Exception as e:  # fn fails when called again: advise goes on without it
+            return {"error": "%s: %s" % (type(e).__name__, e)}
+        return {"holds": h.holds, "held_share": h.held_share, "ticker_share": h.ticker_share,
+                "longest_stall_s": h.longest_stall_s, "call_s": h.call_s, "calls": h.calls,
+                "method": "probe.holds_gil (%s)" % h.method, "note": h.note}
     try:
         from ..target.gilcheck import gil_check
     except ImportError:  # pragma: no cover
@@ -244,13 +262,14 @@ def advise(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: Optional[
         raise UsageError("advise got no items", "the items are empty",
                          "pass at least one item (advise runs a sample of them)")
     t = wall / n
-    check = _gil_check(fn, sample[0], gil_duration, cpus)
     N = total if total is not None else n
-    rows: List[BackendResult] = [BackendResult("serial", 1, True, "", wall, t, 1.0, 0.0,
-                                               gil_held=g, predicted_s=N * t)]
     chunk = max(1, min(int(math.ceil(n / (4.0 * w))), int(0.01 / max(t, 1e-9)) + 1))
     free = not gil_enabled()
-    for b in chosen:
+    measured: Dict[str, List[BackendResult]] = {}
+    # processes first, while this process has a single thread (so they fork, as they would
+    # in a pmap), then the threads, the sub-interpreters, and the GIL check last
+    for b in sorted(chosen, key=lambda b: b != "processes"):
+        rows = measured.setdefault(b, [])
         if b == "threads":
             label = "free threads" if free else "threads"
             tw = threads_for(c, cpus, workers)
@@ -274,6 +293,12 @@ def advise(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: Optional[
                 rows.append(_measure("interpreters", "interpreters", w, fn, sample, wall, chunk, False))
             else:
                 rows.append(BackendResult("interpreters", w, False, why + " (needs 3.14)"))
+    check = _gil_check(fn, sample[0], gil_duration, cpus)
+    if check.get("held_share") is not None:  # measured on the GIL itself: better than the meter
+        g = float(check["held_share"])
+    rows = [BackendResult("serial", 1, True, "", wall, t, 1.0, 0.0, gil_held=g, predicted_s=N * t)]
+    for b in chosen:
+        rows.extend(measured.get(b, []))
     final: List[BackendResult] = []
     for r in rows:
         if r.available and r.per_item_s is not None and r.backend != "serial":

@@ -302,17 +302,21 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                             rest, base, 0, t)
             left = "%d items left" % rem if known else "at least %d items left" % rem
 
+    def estimate(transfer_s: Tuple[Optional[float], Optional[float]]) -> Dict[str, Tuple[float, int]]:
+        p = predict(rem, t, c, g, cpus, workers, transfer_s, startup_s)
+        if s_thr is not None:  # measured beats modelled: threads ran real items at s_thr
+            p["threads"] = (rem * t / max(s_thr, 1e-9) + 0.0002 * wtr, wtr)
+        return p
+
     # pickling fn and a sample costs ~0.1 ms: only when processes could win even with free transfer
-    free = predict(rem, t, c, g, cpus, workers, (0.0, 0.0), startup_s)
+    free = estimate((0.0, 0.0))
     could_win = free["processes"][0] < GAIN * min(free["serial"][0], free["threads"][0])
     if allow_processes and could_win:
         transfer = transfer_cost(run.fn, sample_items, sample_results)
     else:
         transfer = (0.0, 0.0, 0, "") if allow_processes else (None, None, 0, "")
     parent, worker, nbytes, why_not = transfer
-    preds = predict(rem, t, c, g, cpus, workers, (parent, worker), startup_s)
-    if s_thr is not None:  # measured beats modelled: threads ran real items at s_thr
-        preds["threads"] = (rem * t / max(s_thr, 1e-9) + 0.0002 * wtr, wtr)
+    preds = estimate((parent, worker))
     predicted = {k: v[0] for k, v in preds.items()}
     ts = predicted["serial"]
     tt, wt = preds["threads"]
@@ -354,7 +358,12 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         elif not gil_on:
             why = "no GIL on this free-threaded build"
         else:
-            why = "the call releases the GIL (held %s of the time%s)" % (pct(g), "; " + trial if trial else "")
+            if g < 0.3:
+                why = "the call releases the GIL (held %s of the time%s)" % (
+                    pct(g), "; " + trial if trial else "")
+            else:
+                why = "the call holds the GIL only %s of the time%s" % (
+                    pct(g), " (%s)" % trial if trial else "")
         tail = "no start-up or transfer cost"
         if "processes" in preds:
             tail += "; processes would give ~%s" % x(tp)

@@ -155,24 +155,35 @@ def print_advice(advice: Any, name: str = "fn") -> None:
     env = advice.environment
     t = Table(title="threadwise advise %s: %d items sampled%s" % (
         name, advice.sampled, "" if advice.total is None else " of %d" % advice.total))
-    for col, justify in (("backend", "left"), ("workers", "right"), ("speedup", "right"),
-                         ("per item", "right"), ("start-up", "right"), ("transfer/item", "right"),
-                         ("GIL held", "right"), ("all items", "right"), ("note", "left")):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    from rich import box
+    t.box = box.SIMPLE_HEAD
+    t.show_edge = False
+    t.pad_edge = False
+    # "total": predicted for all the items, start-up included
+    for col in ("backend", "W", "speedup", "per item", "start-up", "transfer", "GIL", "total"):
+        t.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True,
+                     min_width=len(col))
+    notes = []
     for r in advice.results:
+        name = r.backend
+        if r.note:
+            notes.append(r.note)
+            name += "[%d]" % len(notes)
         if not r.available and r.wall_s is None:
-            t.add_row(r.backend, str(r.workers), "-", "-", "-", "-", "-", "-", r.note)
+            t.add_row(name, str(r.workers), "-", "-", "-", "-", "-", "-")
             continue
-        t.add_row(r.backend, str(r.workers), "%.2fx" % r.speedup if r.speedup else "-",
+        t.add_row(name, str(r.workers), "%.2fx" % r.speedup if r.speedup else "-",
                   fmt_s(r.per_item_s), fmt_s(r.startup_s) if r.backend != "serial" else "-",
-                  ("%s (%d B)" % (fmt_s(r.transfer_s), r.transfer_bytes or 0))
-                  if r.transfer_s is not None else "-",
+                  fmt_s(r.transfer_s) if r.transfer_s is not None else "-",
                   pct(r.gil_held) if r.gil_held is not None else "-",
-                  fmt_s(r.predicted_s), r.note)
+                  fmt_s(r.predicted_s))
     console.print(t)
+    for k, note in enumerate(notes, 1):
+        console.print("[%d] %s" % (k, note), highlight=False)
     gc = advice.gil_check
-    console.print("per item %s, CPU busy %s of the time, GIL held %s (gil_check: %s); %s; "
+    console.print("per item %s, CPU busy %s of the time, GIL held %s (%s: %s); %s; "
                   "load %s" % (fmt_s(advice.item_s), pct(advice.cpu_share), pct(advice.gil_held),
+                               str(gc.get("method", "gil check")).split(" (")[0],
                                "holds" if gc.get("holds") else ("releases" if gc.get("holds") is False
                                                                 else "n/a"),
                                "%s, %s CPUs (%s)" % (env.get("python"), env.get("cpus"),
