@@ -69,7 +69,10 @@ def test_every_backend_computes_the_right_checksums(cmd, backend, method, worklo
     _skip_unsupported(run, info, backend, method, workload)
     assert run.first("error") is None, run.first("error")
     samples = run.of("sample")
-    assert len(samples) == 3 and [s["warmup"] for s in samples] == [True, False, False]
+    flags = [s["warmup"] for s in samples]
+    # at least one warm-up (more while a JIT settles), then exactly the 2 timed repeats
+    assert flags[0] and flags[-2:] == [False, False] and flags.count(False) == 2
+    assert flags == sorted(flags, reverse=True)
     serial = [W.CATALOG[workload].fn(SIZES[workload], t) if workload != "socket" else None
               for t in range(4)]
     for s in samples:

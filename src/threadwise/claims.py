@@ -281,9 +281,10 @@ def judge_c1(doc: Dict[str, Any]) -> Dict[str, Any]:
     par = {k: v["threads"]["parallelism"] for k, v in gil.items()}
     text = "; ".join("%s: %d threads %.2fx, CPU/wall %.2f" % (k, v["threads"]["workers"], sp[k], par[k])
                      for k, v in gil.items())
-    if all(sp[k] < NO_SCALE and par[k] < NO_SCALE for k in gil):
+    # CPU/wall is the direct reading of "two bytecodes at once"; speedup confirms it
+    if all(par[k] < NO_SCALE and sp[k] < SCALES for k in gil):
         verdict = "holds"
-    elif any(sp[k] >= SCALES for k in gil):
+    elif any(sp[k] >= SCALES and par[k] >= SCALES for k in gil):
         verdict = "fails"
     else:
         verdict = "partly"

@@ -44,6 +44,7 @@ from . import workloads as W
 
 _clock = getattr(time, "perf_counter", time.time)
 JYTHON = sys.platform.startswith("java")
+JIT = JYTHON or hasattr(sys, "pypy_version_info")
 PREFIX = "@@tw "
 _OUT = sys.stdout
 
@@ -471,8 +472,11 @@ BACKENDS = {b.name: b for b in (SerialBackend, ThreadBackend, ProcessBackend,
 # --------------------------------------------------------------------------
 # modes
 # --------------------------------------------------------------------------
-def calibrate(fn, params, start, target_s, max_rounds=12):
-    """Smallest size (growing from ``start``) whose task takes about ``target_s``."""
+def calibrate(fn, params, start, target_s, max_rounds=12, refine=4):
+    """The size (growing from ``start``) whose task takes about ``target_s``.
+
+    A JIT (PyPy, Jython) speeds up while this runs, so the estimate is refined
+    at the chosen size until two rounds agree within 20%."""
     size = max(1, int(start))
     took = 0.0
     for _ in range(max_rounds):
@@ -483,9 +487,24 @@ def calibrate(fn, params, start, target_s, max_rounds=12):
             break
         grow = 8 if took <= 0 else min(8.0, max(2.0, target_s / took))
         size = int(size * grow) + 1
+    for _ in range(refine):
+        if took <= 0:
+            break
+        new = max(1, int(round(size * target_s / took)))
+        t0 = _clock()
+        fn(new, 0, **params)
+        took_new = _clock() - t0
+        stable = abs(new - size) <= 0.2 * size
+        size, took = new, took_new
+        if stable:
+            break
     if took > 0:
         size = max(1, int(round(size * target_s / took)))
     return size, took
+
+
+#: warm-ups continue past the minimum until two agree within this share (JIT warm-up)
+WARM_STABLE = 0.10
 
 
 def run_cell(cfg):
@@ -511,8 +530,14 @@ def run_cell(cfg):
     startup = backend.start()
     emit("startup", seconds=startup, workers=workers)
     try:
-        total = cfg["warmups"] + cfg["repeats"]
-        for i in range(total):
+        min_warm = cfg["warmups"]
+        if min_warm and JIT:
+            min_warm = max(min_warm, 2)   # a JIT gets at least two, to see it has settled
+        max_warm = max(min_warm, cfg.get("max_warmups", 10))
+        warm, prev, i, timed = 0, None, 0, 0
+        while timed < cfg["repeats"]:
+            is_warmup = warm < max_warm and min_warm > 0 and (
+                warm < min_warm or prev is None)
             c0, t0 = cpu_time(), _clock()
             out, child_cpu, extra = backend.run(size, tasks, workers, params)
             wall = _clock() - t0
@@ -521,12 +546,23 @@ def run_cell(cfg):
             expected = None
             if wl.expected is not None and i == 0:
                 expected = [wl.expected(size, t) for t in range(tasks)]
-            rec = dict(repeat=i, warmup=i < cfg["warmups"], wall_s=wall, cpu_s=cpu,
+            rec = dict(repeat=i, warmup=is_warmup, wall_s=wall, cpu_s=cpu,
                        size=size, checksums=checks)
             if expected is not None:
                 rec["expected"] = expected
             rec.update(extra)
             emit("sample", **rec)
+            i += 1
+            if is_warmup:
+                warm += 1
+                # keep warming up while a JIT still changes the timing
+                if prev is not None and abs(wall - prev) > WARM_STABLE * prev:
+                    prev = wall
+                    min_warm = min(max_warm, warm + 1)
+                else:
+                    prev = wall
+            else:
+                timed += 1
     finally:
         backend.stop()
 

@@ -54,9 +54,11 @@ LCG_C = 12345
 def cpu_python(size, index):
     """Integer loop: ``size`` steps of a 32-bit linear congruential generator."""
     x = (index * 2654435761 + 1) & MASK32
-    a = LCG_A
-    c = LCG_C
-    m = MASK32
+    # private copies: on a free-threaded build, threads sharing one int object fight over
+    # its reference count (CLAIMS.md); int(str) makes objects this thread owns
+    a = int(str(LCG_A))
+    c = int(str(LCG_C))
+    m = int(str(MASK32))
     for _ in _range(size):
         x = (x * a + c) & m
     return x
