@@ -64,6 +64,18 @@ def _total(iterable: Iterable[Any]) -> Optional[int]:
         return None
 
 
+def _check_map_args(fn: Any, iterable: Any, ordered: Any, progress: Any, chunksize: Any,
+                    timeout: Any, errors: Any) -> Tuple[Any, Optional[float], Iterator[Any]]:
+    """The public map calls' argument checks, in one place: (chunk size, timeout, iterator)."""
+    check_fn(fn)
+    check_bool(ordered, "ordered")
+    check_bool(progress, "progress")
+    size = check_chunksize(chunksize)
+    timeout = check_timeout(timeout)
+    check_errors(errors)
+    return size, timeout, _check_iterable(iterable)
+
+
 def _check_iterable(iterable: Any) -> Iterator[Any]:
     try:
         return iter(iterable)
@@ -219,13 +231,8 @@ class Executor(cf.Executor):
                    chunksize: Any = "auto", timeout: Optional[float] = None, errors: str = "raise",
                    progress: bool = False) -> Iterator[List[Any]]:
         """Like :meth:`imap`, in lists (one per chunk): the cheapest way to stream results."""
-        check_fn(fn)
-        check_bool(ordered, "ordered")
-        check_bool(progress, "progress")
-        size = check_chunksize(chunksize)
-        timeout = check_timeout(timeout)
-        check_errors(errors)
-        it = _check_iterable(iterable)
+        size, timeout, it = _check_map_args(fn, iterable, ordered, progress, chunksize, timeout,
+                                            errors)
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         return self._run(fn, it, ordered=ordered, chunksize=size, timeout=timeout, errors=errors,
@@ -333,13 +340,7 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *, backend: str = "a
     :class:`Failure` in each failed item's place.  ``ordered=False`` lists
     results in the order they finish.  ``progress=True`` shows a progress bar.
     """
-    check_fn(fn)
-    check_bool(ordered, "ordered")
-    check_bool(progress, "progress")
-    size = check_chunksize(chunksize)
-    timeout = check_timeout(timeout)
-    check_errors(errors)
-    it = _check_iterable(iterable)
+    size, timeout, it = _check_map_args(fn, iterable, ordered, progress, chunksize, timeout, errors)
     total = _total(iterable)
     ex = Executor(backend, workers, chunksize=chunksize, address=address,
                   start_method=start_method, explain=explain)
