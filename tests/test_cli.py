@@ -113,3 +113,28 @@ def test_version_and_help():
     assert cli("--version").stdout.startswith("threadwise ")
     p = cli("--help")
     assert p.returncode == 0 and "bench" in p.stdout and "claims" in p.stdout
+
+
+@pytest.mark.parametrize("sub", ["probe", "advise", "report", "export"])
+def test_every_subcommand_is_wired_into_the_main_cli(sub):
+    p = cli(sub, "--help")
+    assert p.returncode == 0, p.stderr
+    assert "usage: threadwise " + sub in p.stdout
+
+
+def test_advise_through_the_main_cli(tmp_path):
+    (tmp_path / "mywork.py").write_text("def cpu(n):\n    return sum(i * n for i in range(20000))\n")
+    p = cli("advise", str(tmp_path / "mywork.py") + ":cpu", "--range", "60", "--json",
+            cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    _no_traceback(p)
+    out = json.loads(p.stdout)
+    assert out["backend"] in ("serial", "threads", "processes") and out["sentence"]
+    assert out["gil_held"] > 0.5          # a pure-Python loop holds the GIL
+
+
+def test_claims_names_an_interpreter_it_could_not_start():
+    p = cli("claims", "--only", "C1", "--quick", "--python", "no-such-python-3.99")
+    assert p.returncode == 0, p.stderr
+    assert "no-such-python-3.99 was not measured" in p.stderr
+    _no_traceback(p)

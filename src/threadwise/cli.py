@@ -277,6 +277,9 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
         err.print("\n[bold]Interrupted.[/] %d measured cells kept%s." % (
             len(doc["cells"]), " in " + args.output if args.output else ""))
         return 130
+    for label, info in doc["interpreters"].items():
+        if info.get("error"):
+            err.print("[red]interpreter %s was not measured:[/] %s" % (escape(label), escape(info["error"])))
     verdicts = claims_mod.judge(doc, only)
     doc["claims"] = verdicts
     if args.output:

@@ -120,7 +120,7 @@ def read_items(path: str) -> List[Any]:
     return items
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *_consoles: Any) -> int:
     from .advise import advise
     try:
         fn = load_function(args.function)
