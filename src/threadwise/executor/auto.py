@@ -277,14 +277,7 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             for slot in outs:
                 assert slot.results is not None
                 if slot.first_failure is not None and run.errors == "raise":
-                    before = slot.results[:slot.first_failure - slot.base]
-                    if before:
-                        if sink is not None:
-                            sink.extend(before)
-                        else:
-                            yield before
-                    err = run.raise_error()
-                    raise err from min(run.failures, key=lambda f: f.index).exception
+                    yield from _stop_at_failure(run, slot.results[:slot.first_failure - slot.base], sink)
                 if sink is not None:
                     sink.extend(slot.results)
                 else:
@@ -379,6 +372,18 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     return Plan(Choice("processes", wp, reason, **common), rest, base, rem if known else None, t)
 
 
+def _stop_at_failure(run: MapRun, before: List[Any],
+                     sink: Optional[List[Any]]) -> Generator[List[Any], None, None]:
+    """Stop like a plain loop: hand over the results before the failing item, then raise."""
+    if before:
+        if sink is not None:
+            sink.extend(before)
+        else:
+            yield before
+    err = run.raise_error()
+    raise err from min(run.failures, key=lambda f: f.index).exception
+
+
 def _thread_trial(run: MapRun, items: List[Any], base: int, workers: int) -> Tuple[List[_Slot], float]:
     """Run ``items`` on ``workers`` threads, one contiguous chunk each; (slots in order, wall)."""
     from .threads import ThreadBackend
@@ -451,14 +456,7 @@ def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: i
     if out.nfail and run.errors == "raise":
         # stop like a plain loop: the results before the failure, then the error
         assert slot.first_failure is not None
-        before = slot.results[:slot.first_failure - base]
-        if before:
-            if sink is not None:
-                sink.extend(before)
-            else:
-                yield before
-        err = run.raise_error()
-        raise err from min(run.failures, key=lambda f: f.index).exception
+        yield from _stop_at_failure(run, slot.results[:slot.first_failure - base], sink)
     if len(sample_items) < SAMPLE_ITEMS:
         sample_items.extend(items[:SAMPLE_ITEMS - len(sample_items)])
         sample_results.extend(out.results[:SAMPLE_ITEMS - len(sample_results)])
