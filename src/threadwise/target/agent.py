@@ -239,7 +239,15 @@ def _run_tasks_in_thread(fn, size, task_ids, params, out):
 
 
 def _proc_worker(conn, context, name, params):
-    """Persistent worker process: waits for ("run", size, task_ids), answers with checksums."""
+    """Persistent worker process: its loop runs in one worker thread (see
+    :func:`_run_tasks_in_thread` for why not in the main thread)."""
+    t = threading.Thread(target=_proc_loop, args=(conn, context, name, params))
+    t.start()
+    t.join()
+
+
+def _proc_loop(conn, context, name, params):
+    """Waits for ("run", size, task_ids), answers with checksums."""
     W.CONTEXT.update(context)
     fn = W.get(name).fn
     while True:
@@ -252,7 +260,7 @@ def _proc_worker(conn, context, name, params):
         c0 = cpu_time()
         try:
             out = {}
-            _run_tasks_in_thread(fn, msg[1], msg[2], params, out)
+            _run_tasks(fn, msg[1], msg[2], params, out)
             rss = None
             try:
                 import resource
@@ -260,9 +268,8 @@ def _proc_worker(conn, context, name, params):
             except Exception:
                 pass
             conn.send(("ok", out, cpu_time() - c0, rss))
-        except Exception as e:
-            conn.send(("error", getattr(e, "worker_traceback", None) or traceback.format_exc(),
-                       cpu_time() - c0, None))
+        except Exception:
+            conn.send(("error", traceback.format_exc(), cpu_time() - c0, None))
 
 
 class SerialBackend(object):
