@@ -70,8 +70,9 @@ def test_every_backend_computes_the_right_checksums(cmd, backend, method, worklo
     assert run.first("error") is None, run.first("error")
     samples = run.of("sample")
     flags = [s["warmup"] for s in samples]
-    # at least one warm-up (more while a JIT settles), then exactly the 2 timed repeats
-    assert flags[0] and flags[-2:] == [False, False] and flags.count(False) == 2
+    # at least one warm-up (more while a JIT settles), then the 2 timed repeats (2 x 2 + 1 on a JIT)
+    jit = info["implementation"] in ("PyPy", "Jython")
+    assert flags[0] and flags.count(False) == (5 if jit else 2)
     assert flags == sorted(flags, reverse=True)
     serial = [W.CATALOG[workload].fn(SIZES[workload], t) if workload != "socket" else None
               for t in range(4)]
