@@ -39,9 +39,10 @@ from ._engine import MapRun, _Slot, serial_batch
 from ._gilmeter import SCHEDSTAT, GilMeter, gil_enabled, thread_sched
 
 PROBE_S = 0.03            # serial measuring time (at most)
-PROBE_SHARE = 0.04        # ... and at most this share of the whole map, when its length is known
+PROBE_SHARE = 0.02        # ... and at most this share of the whole map, when its length is known
 MIN_PROBE_S = 0.008
 METER_AFTER_S = 0.002     # start the GIL meter only once the work proves longer than this,
+METER_MIN_S = 0.01        # the meter watches at least this much work
 METER_WORK_S = 0.02       # and, when the map's length is known, only for this much work or more
                           # (a second thread costs the first one ~1 ms of GIL hand-offs on a VM)
 SAMPLE_ITEMS = 64         # items kept to price pickling them for processes
@@ -156,65 +157,72 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     exhausted = False
     budget = PROBE_S
     total_s: Optional[float] = None   # estimated serial seconds for the whole map, when known
+    first: Optional[Tuple[int, float]] = None  # the first batch: (items, seconds)
     # read once around the probe, not per batch: reading a file releases the GIL, which
     # would let the meter in and make the call look freer than it is
     # (from the moment the work proves long enough to be worth measuring, like the meter)
     sched0: Optional[Tuple[float, float]] = None
-    wall0 = spent0 = 0.0
+    wall0 = spent0 = meter_from = 0.0
+    # the CPU share: process CPU time over the whole probe, read twice (not per batch: on
+    # a VM each read is a ~1 µs system call, which tiny items would pay for)
+    probe_wall0, probe_cpu0 = clock(), cpu_clock()
     try:
         while True:
             if run.timeout is None and len(sample_items) >= SAMPLE_ITEMS:
                 # sample taken: stream from the iterator into the results, nothing copied
                 dest = sink if sink is not None else []
-                t0, c0 = clock(), cpu_clock()
+                t0 = clock()
                 try:
                     got, exhausted = serial_batch(run, it, base, batch, dest)
                 except ItemError:
                     if sink is None and dest:
                         yield dest
                     raise
-                dt, dc = clock() - t0, cpu_clock() - c0
+                dt = clock() - t0
                 if sink is None and dest:
                     yield dest
                 if got == 0:
                     break
             else:
-                got, exhausted, dt, dc, it = yield from _probe_batch(
+                got, exhausted, dt, it = yield from _probe_batch(
                     run, probe_backend, it, base, batch, sink, sample_items, sample_results)
                 if got == 0:
                     break
             n += got
             base += got
             spent += dt
-            cpu += dc
+            if first is None:
+                first = (got, dt)
             per = spent / n
-            if n == got:  # after the first batch: a short map gets a short probe
+            if n == got or total_s is not None:
+                # after each batch (the first call runs cold, and on tiny items a small
+                # batch's timing is mostly the clock's own cost: the latest, largest batch
+                # tells best): a short map gets a short probe, and a map of a few
+                # milliseconds of work is decided serial at once, so that the rest runs
+                # in the cheapest loop there is
                 hint0 = operator.length_hint(it, -1)
                 if hint0 >= 0:
-                    total_s = (n + hint0) * per
+                    latest = dt / got if n > got else per
+                    total_s = (n + hint0) * latest
                     budget = min(PROBE_S, max(MIN_PROBE_S, PROBE_SHARE * total_s))
-                    if total_s < TINY_WORK_S and n >= 1:
-                        # the whole map is a few milliseconds of work: serial, decided now
-                        # (re-timed on a few more items first: the first call runs cold)
-                        extra, exhausted, dt2, dc2, it = yield from _probe_batch(
-                            run, probe_backend, it, base, 16, sink, sample_items, sample_results)
-                        n += extra
-                        base += extra
-                        spent += dt2
-                        cpu += dc2
-                        if (n + operator.length_hint(it, 0)) * spent / n < TINY_WORK_S or exhausted:
-                            break
+                    if total_s < TINY_WORK_S and n > got:
+                        break
             if (meter is None and spent >= METER_AFTER_S and not exhausted
                     and (total_s is None or total_s >= METER_WORK_S)):
                 meter = GilMeter().start()
+                meter_from = spent
                 if use_sched:
                     sched0, wall0, spent0 = thread_sched(), clock(), spent
-            if spent >= budget or exhausted:
+            # (and the GIL meter gets two switch intervals of real items to watch)
+            if exhausted or (spent >= budget and (meter is None or spent - meter_from >= METER_MIN_S)):
                 break
-            batch = max(1, min(batch * 8, int((budget - spent) / max(per, 1e-9)) + 1))
+            # enough items to fill the budget at the latest batch's pace, no more: on 10 ms
+            # items every item too many is one the other cores did not run
+            batch = max(1, min(batch * 8, math.ceil((budget - spent) / max(dt / got, 1e-9))))
     finally:
         sched1 = thread_sched() if sched0 is not None else None
         wall1 = clock()
+        cpu = (cpu_clock() - probe_cpu0) * min(1.0, spent / max(wall1 - probe_wall0, 1e-9))
         g_meas = meter.stop() if meter is not None else None
     if sched0 is not None and sched1 is not None and spent > spent0:
         # CPU share = on-CPU / (wall - waiting for a core), over the measured window,
@@ -223,7 +231,12 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         cpu = (sched1[0] - sched0[0]) * spent / span
         queued = max(0.0, sched1[1] - sched0[1]) * spent / span
 
-    t = spent / n if n else 0.0
+    # seconds per item, the first call left out when more ran: it runs cold (imports,
+    # caches, a JIT's first pass) and, on tiny items, times mostly the clock itself
+    if first is not None and n > first[0]:
+        t = (spent - first[1]) / (n - first[0])
+    else:
+        t = spent / n if n else 0.0
     # CPU share of the time the thread could run (time spent waiting for a free core on a
     # loaded machine is neither CPU work nor I/O)
     runnable = spent - min(queued, spent * 0.95)
@@ -301,6 +314,12 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             p["threads"] = (rem * t / max(s_thr, 1e-9) + 0.0002 * wtr, wtr)
         return p
 
+    if rem * t < TINY_WORK_S:  # decided before any modelling: tiny work pays for nothing else
+        return Plan(Choice("serial", 1, "serial: %s at %s each are %s of work, less than "
+                           "starting workers would cost" % (left, fmt_s(t), fmt_s(rem * t)),
+                           item_s=t, cpu_share=c, gil_held=g_meas, sampled=n,
+                           remaining=rem if known else None, predicted_s={"serial": rem * t}),
+                    rest, base, rem if known else None, t)
     # pickling fn and a sample costs ~0.1 ms: only when processes could win even with free transfer
     free = estimate((0.0, 0.0))
     could_win = free["processes"][0] < GAIN * min(free["serial"][0], free["threads"][0])
@@ -321,10 +340,6 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     def x(sec: float) -> str:
         return "%.1fx" % (ts / sec) if sec > 0 else "-"
 
-    if ts < TINY_WORK_S:
-        return Plan(Choice("serial", 1, "serial: %s at %s each are %s of work, less than "
-                           "starting workers would cost" % (left, fmt_s(t), fmt_s(ts)), **common),
-                    rest, base, rem if known else None, t)
     best = "serial"
     if tt < GAIN * ts:
         best = "threads"
@@ -417,8 +432,8 @@ def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: i
     items = list(islice(it, batch))
     exhausted = len(items) < batch
     if not items:
-        return 0, True, 0.0, 0.0, it
-    t0, c0 = time.perf_counter(), time.process_time()
+        return 0, True, 0.0, it
+    t0 = time.perf_counter()
     if run.timeout is None:  # in this thread: no Future to make
         results, _, nfail = _chunk.run_items(run.fn, items, base, run.errors == "raise",
                                              Exception, "the calling thread")
@@ -426,7 +441,7 @@ def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: i
     else:
         out = probe_backend.submit_chunk(run.fn, base, items, timeout=run.timeout,
                                          stop_on_error=run.errors == "raise").result()
-    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    dt = time.perf_counter() - t0
     slot = _Slot(base, items)
     if isinstance(out, ChunkBroken):
         # an item ran past the timeout in the helper thread: what the engine does
@@ -450,7 +465,7 @@ def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: i
             sink.append(fail)
         else:
             yield list(done) + [fail]
-        return j + 1, False, dt, dc, chain(items[j + 1:], it)
+        return j + 1, False, dt, chain(items[j + 1:], it)
     run.convert(slot, out.results, out.nfail)
     assert slot.results is not None
     if out.nfail and run.errors == "raise":
@@ -464,4 +479,4 @@ def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: i
         sink.extend(slot.results)
     else:
         yield slot.results
-    return len(items), exhausted, dt, dc, it
+    return len(items), exhausted, dt, it
