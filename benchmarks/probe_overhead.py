@@ -5,6 +5,8 @@ round), each in a fresh interpreter:
 
   bare  ``python work.py``
   cli   ``threadwise probe --output FILE -- python work.py``    (default 1 ms interval)
+  cli-sparse  the same with ``--interval 10000`` (almost no samples): a control that
+        separates the cost of sampling from that of being wrapped at all
   lib   ``python work.py --lib``: the work inside ``with gil_monitor():``
 
 ``work.py`` runs a fixed amount of pure-Python work (no threads, no I/O) and
@@ -94,6 +96,14 @@ def _q(xs):
     return q[0], q[2]
 
 
+def _median_ci(xs, reps=4000, seed=2):
+    """95 % bootstrap interval of the median (percentile method)."""
+    rng = random.Random(seed)
+    n = len(xs)
+    meds = sorted(statistics.median(rng.choices(xs, k=n)) for _ in range(reps))
+    return meds[int(0.025 * reps)], meds[int(0.975 * reps) - 1]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=24)
@@ -108,10 +118,15 @@ def main(argv=None) -> int:
             f.write(WORK)
         out = os.path.join(tmp, "probe.json")
         n = _calibrate(work_file, env, args.work_s)
+        # the console script a user runs (its start-up is part of end-to-end)
+        script = os.path.join(os.path.dirname(sys.executable), "threadwise")
+        probe = [script, "probe"] if os.path.exists(script) else [sys.executable, "-m",
+                                                                     "threadwise.probe.cli"]
         cmds = {
             "bare": [sys.executable, work_file, str(n)],
-            "cli": [sys.executable, "-m", "threadwise.probe.cli", "--json", "--output", out, "--",
-                    sys.executable, work_file, str(n)],
+            "cli": probe + ["--json", "--output", out, "--", sys.executable, work_file, str(n)],
+            "cli-sparse": probe + ["--interval", "10000", "--json", "--output", out + ".sparse", "--",
+                                   sys.executable, work_file, str(n)],
             "lib": [sys.executable, work_file, str(n), "--lib", SRC],
         }
         rng = random.Random(1)
@@ -132,18 +147,22 @@ def main(argv=None) -> int:
     print("Python %s; %d rounds of ~%.1f s of work; order shuffled each round; load average before %s, "
           "after %s; %.0f s.\n" % (sys.version.split()[0], args.rounds, args.work_s, " ".join(load0),
                                    " ".join(load1), time.time() - t_start))
-    print("| mode | in-program wall / bare: median | IQR | in-program CPU / bare: median | IQR |"
-          " end-to-end wall / bare: median | IQR | probe's extra CPU per run (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for mode in ("cli", "lib"):
+    print("| mode | in-program wall / bare: median | 95% CI of the median | IQR | in-program CPU / "
+          "bare: median | IQR | end-to-end wall / bare: median | 95% CI | IQR | probe's extra CPU "
+          "per run (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode in ("cli", "cli-sparse", "lib"):
         r_in = [r[mode]["work_s"] / r["bare"]["work_s"] for r in rounds]
         r_cpu = [r[mode]["work_cpu_s"] / r["bare"]["work_cpu_s"] for r in rounds]
         r_e2e = [r[mode]["wall_s"] / r["bare"]["wall_s"] for r in rounds]
         cpu = [r[mode]["cpu_s"] - r["bare"]["cpu_s"] for r in rounds]
         q_in, q_cpu, q_e2e = _q(r_in), _q(r_cpu), _q(r_e2e)
-        print("| %s | %.4f | %.4f-%.4f | %.4f | %.4f-%.4f | %.4f | %.4f-%.4f | %.3f |" % (
-            mode, statistics.median(r_in), q_in[0], q_in[1], statistics.median(r_cpu), q_cpu[0], q_cpu[1],
-            statistics.median(r_e2e), q_e2e[0], q_e2e[1], statistics.median(cpu)))
+        c_in, c_e2e = _median_ci(r_in), _median_ci(r_e2e)
+        print("| %s | %.4f | %.4f-%.4f | %.4f-%.4f | %.4f | %.4f-%.4f | %.4f | %.4f-%.4f | %.4f-%.4f "
+              "| %.3f |" % (
+                  mode, statistics.median(r_in), c_in[0], c_in[1], q_in[0], q_in[1],
+                  statistics.median(r_cpu), q_cpu[0], q_cpu[1], statistics.median(r_e2e),
+                  c_e2e[0], c_e2e[1], q_e2e[0], q_e2e[1], statistics.median(cpu)))
     bare = [r["bare"]["work_s"] for r in rounds]
     print("\nbare work time: median %.3f s (IQR %.3f-%.3f); the probe took %d samples per run (median)."
           % (statistics.median(bare), _q(bare)[0], _q(bare)[1], statistics.median(samples)))

@@ -124,8 +124,9 @@ def run(args: argparse.Namespace, *_console: Any) -> int:
     return stats.exit_code if stats.exit_code is not None else 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = _configure(argparse.ArgumentParser(
+def main(argv: Optional[Sequence[str]] = None,
+         parser_class: Any = argparse.ArgumentParser) -> int:
+    p = _configure(parser_class(
         prog="threadwise probe", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter))
     args = p.parse_args(argv)
