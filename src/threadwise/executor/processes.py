@@ -308,7 +308,8 @@ class ProcessBackend(Backend):
                     busy = any(p.task is not None for p in self._procs)
                     if self._closing and not self._pending and not busy:
                         break
-                    procs = list(self._procs)
+                    # a dead worker not replaced (the pool is closing) has a closed socket
+                    procs = [p for p in self._procs if not p.dead]
                     timeouts = [p.task.timeout for p in procs if p.task is not None and p.task.timeout]
                 tick = 0.25
                 if timeouts:
