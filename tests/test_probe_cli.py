@@ -202,3 +202,17 @@ def test_program_environment_is_left_alone(tmp_path):
     assert lines[0] == env["PYTHONPATH"]
     assert lines[1] == "False"
     assert lines[2] == "[]"
+
+
+def test_through_the_threadwise_command(tmp_path):
+    """`threadwise probe` (the fast path that starts the program before loading the
+    other subcommands): status passed on, JSON summary, three-part usage errors."""
+    script = write(tmp_path, "three.py", "import sys\nprint('hi')\nsys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-m", "threadwise", "probe", "--json", "--", sys.executable,
+                        script], capture_output=True, text=True, timeout=60, env=_env())
+    assert r.returncode == 3 and r.stdout == "hi\n"
+    assert json.loads(r.stderr[r.stderr.index("{"):])["exit_code"] == 3
+    r = subprocess.run([sys.executable, "-m", "threadwise", "probe", "--every", "x", "--",
+                        sys.executable, script], capture_output=True, text=True, timeout=60, env=_env())
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "threadwise: error:" in r.stderr and "--every" in r.stderr and "Fix:" in r.stderr
