@@ -178,6 +178,10 @@ def test_module_mode(tmp_path):
     assert r.stdout == "module __main__ ['x']\n"
     d = json.loads(r.stderr[r.stderr.index("{"):])
     assert d["exit_code"] == 4
+    # the short form: -m MODULE with the Python that runs threadwise; its own options kept
+    r = probe("--json", "-m", "mypkg.job", "y", "--flag", cwd=str(tmp_path))
+    assert r.returncode == 4
+    assert r.stdout == "module __main__ ['y', '--flag']\n"
 
 
 def test_every_prints_figures_so_far(tmp_path):

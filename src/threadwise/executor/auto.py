@@ -218,7 +218,10 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                 break
             # enough items to fill the budget at the latest batch's pace, no more: on 10 ms
             # items every item too many is one the other cores did not run
-            batch = max(1, min(batch * 8, math.ceil((budget - spent) / max(dt / got, 1e-9))))
+            # (after the lone first item, straight to 64: on tiny items a batch of 8 times
+            # mostly the clock; the budget keeps long items to one or two)
+            grow = 64 if n == got else batch * 8
+            batch = max(1, min(grow, math.ceil((budget - spent) / max(dt / got, 1e-9))))
     finally:
         sched1 = thread_sched() if sched0 is not None else None
         wall1 = clock()

@@ -121,7 +121,7 @@ def describe_status(status: Optional[int]) -> Tuple[str, Optional[int]]:
 
 class ProcessBackend(Backend):
     name = "processes"
-    chunk_target_s = 0.02
+    chunk_target_s = 0.05
 
     def __init__(self, workers: int, start_method: Optional[str] = None) -> None:
         super().__init__(workers)

@@ -2,6 +2,7 @@
 
     threadwise probe [--interval MS] [--every SECONDS] [--json] [--output FILE] -- python script.py ARGS
     threadwise probe -- python -m module ARGS
+    threadwise probe -m module ARGS         (with the Python that runs threadwise)
 
 The program's own output and exit status are kept; the probe's summary goes to
 stderr at exit (or to ``--output``).  Exit status: the program's (128+N when a
@@ -46,6 +47,10 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "samples, threads, exit_code, ...)")
     p.add_argument("--output", "-o", metavar="FILE", default=None,
                    help="write the summary to FILE instead of stderr")
+    p.add_argument("-m", dest="module", metavar="MODULE", default=None,
+                   help="run a module as a script with the Python that runs threadwise "
+                        "(%(prog)s -m pkg.worker ARGS); for another interpreter use "
+                        "-- python3.13 -m pkg.worker ARGS")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                    help="the program to run, e.g. -- python script.py ARGS (or -- python -m module)")
     return p
@@ -72,6 +77,12 @@ def _check(args: argparse.Namespace) -> List[str]:
     cmd = list(args.command or [])
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    module = getattr(args, "module", None)
+    if module is not None:
+        if not module or module.startswith("-"):
+            raise UsageError("-m needs a module name, got %r" % module,
+                             fix="threadwise probe -m package.module ARGS")
+        cmd = [sys.executable, "-m", module] + cmd
     if not cmd:
         raise UsageError("no program to run was given",
                          fix="put the command after --: threadwise probe -- python script.py ARGS")
