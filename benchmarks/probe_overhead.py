@@ -30,6 +30,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -108,6 +109,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=24)
     ap.add_argument("--work-s", type=float, default=1.5, help="seconds of work per run (default 1.5)")
+    ap.add_argument("--pin", action="store_true",
+                    help="run the program on CPU 0 only (taskset), the probe free to use the others: "
+                         "removes the noise of the program migrating between cores (the lib mode, "
+                         "whose sampler would share CPU 0, is left out)")
     args = ap.parse_args(argv)
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     load0 = open("/proc/loadavg").read().split()[:3]
@@ -122,13 +127,17 @@ def main(argv=None) -> int:
         script = os.path.join(os.path.dirname(sys.executable), "threadwise")
         probe = [script, "probe"] if os.path.exists(script) else [sys.executable, "-m",
                                                                      "threadwise.probe.cli"]
+        prog = ([shutil.which("taskset") or "taskset", "-c", "0"] if args.pin else []) + [
+            sys.executable, work_file, str(n)]
         cmds = {
-            "bare": [sys.executable, work_file, str(n)],
-            "cli": probe + ["--json", "--output", out, "--", sys.executable, work_file, str(n)],
-            "cli-sparse": probe + ["--interval", "10000", "--json", "--output", out + ".sparse", "--",
-                                   sys.executable, work_file, str(n)],
+            "bare": prog,
+            "cli": probe + ["--json", "--output", out, "--"] + prog,
+            "cli-sparse": probe + ["--interval", "10000", "--json", "--output", out + ".sparse",
+                                   "--"] + prog,
             "lib": [sys.executable, work_file, str(n), "--lib", SRC],
         }
+        if args.pin:
+            del cmds["lib"]
         rng = random.Random(1)
         rounds = []
         samples = []
@@ -144,14 +153,16 @@ def main(argv=None) -> int:
     load1 = open("/proc/loadavg").read().split()[:3]
 
     print("## GIL probe overhead: single-threaded pure-Python work, default sampling\n")
-    print("Python %s; %d rounds of ~%.1f s of work; order shuffled each round; load average before %s, "
-          "after %s; %.0f s.\n" % (sys.version.split()[0], args.rounds, args.work_s, " ".join(load0),
-                                   " ".join(load1), time.time() - t_start))
+    print("Python %s; %d rounds of ~%.1f s of work; order shuffled each round;%s load average "
+          "before %s, after %s; %.0f s.\n" % (
+              sys.version.split()[0], args.rounds, args.work_s,
+              " the program pinned to CPU 0 (taskset), the probe not;" if args.pin else "",
+              " ".join(load0), " ".join(load1), time.time() - t_start))
     print("| mode | in-program wall / bare: median | 95% CI of the median | IQR | in-program CPU / "
           "bare: median | IQR | end-to-end wall / bare: median | 95% CI | IQR | probe's extra CPU "
           "per run (s) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for mode in ("cli", "cli-sparse", "lib"):
+    for mode in [m for m in ("cli", "cli-sparse", "lib") if m in cmds]:
         r_in = [r[mode]["work_s"] / r["bare"]["work_s"] for r in rounds]
         r_cpu = [r[mode]["work_cpu_s"] / r["bare"]["work_cpu_s"] for r in rounds]
         r_e2e = [r[mode]["wall_s"] / r["bare"]["wall_s"] for r in rounds]
@@ -163,6 +174,13 @@ def main(argv=None) -> int:
                   mode, statistics.median(r_in), c_in[0], c_in[1], q_in[0], q_in[1],
                   statistics.median(r_cpu), q_cpu[0], q_cpu[1], statistics.median(r_e2e),
                   c_e2e[0], c_e2e[1], q_e2e[0], q_e2e[1], statistics.median(cpu)))
+    # the cost of sampling alone: the same wrapped program, default sampling against almost
+    # none (both carry the start-up hook, so process layout is alike)
+    pair = [r["cli"]["work_s"] / r["cli-sparse"]["work_s"] for r in rounds]
+    c_pair = _median_ci(pair)
+    print("\nSampling alone (cli / cli-sparse, paired by round, in-program wall): median %.4f, "
+          "95%% CI %.4f-%.4f, IQR %.4f-%.4f." % (statistics.median(pair), c_pair[0], c_pair[1],
+                                                _q(pair)[0], _q(pair)[1]))
     bare = [r["bare"]["work_s"] for r in rounds]
     print("\nbare work time: median %.3f s (IQR %.3f-%.3f); the probe took %d samples per run (median)."
           % (statistics.median(bare), _q(bare)[0], _q(bare)[1], statistics.median(samples)))
