@@ -6,6 +6,8 @@ GIL goes to processes (given two CPUs).
 """
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 
 import pytest
@@ -33,6 +35,17 @@ def spin_3ms(x):
     while time.perf_counter() < end:
         n += 1
     return x
+
+
+_ONE_AT_A_TIME = threading.Lock()
+_MIB = b"x" * (1 << 20)
+
+
+def serialized_hash(x):
+    """Releases the GIL (sha256 of 1 MiB) but holds a lock of its own: threads can't
+    scale it, the way OpenBLAS serializes concurrent numpy calls."""
+    with _ONE_AT_A_TIME:
+        return hashlib.sha256(_MIB + bytes([x % 256])).hexdigest()[:8]
 
 
 def fail_on(x):
@@ -153,3 +166,12 @@ def test_chunker_sizes():
 
 def test_fmt_s():
     assert fmt_s(2e-7) == "0.20 µs" and fmt_s(0.0123) == "12 ms" and fmt_s(2.5) == "2.5 s"
+
+
+@pytest.mark.skipif(cpu_count() < 2, reason="needs two CPUs to tell threads from serial")
+def test_gil_free_calls_that_do_not_scale_on_threads_do_not_get_threads():
+    items = list(range(80))
+    out = pmap(serialized_hash, items)
+    assert list(out) == [serialized_hash(x) for x in items]
+    assert out.choice.backend != "threads", out.choice.reason
+    assert "threads ran" in out.choice.reason  # the trial that showed it

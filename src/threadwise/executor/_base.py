@@ -20,11 +20,26 @@ fix), with the item's index and the worker's traceback (``ItemError``).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
+import sys
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ThreadwiseError, UsageError
+
+#: measured seconds to start a pool of W worker processes, per start method (auto's cost
+#: model reads it; every pool this process starts updates it).  Here, not in processes.py,
+#: so that ``auto`` deciding "serial" never imports the process machinery.
+STARTUP_S: Dict[str, float] = {"fork": 0.03, "spawn": 0.15}
+
+
+def default_start_method() -> str:
+    """``fork`` on Linux while the process has a single thread, ``spawn`` otherwise."""
+    if hasattr(os, "fork") and sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 #: every backend name, in the order they are described
 BACKENDS: Tuple[str, ...] = ("serial", "threads", "processes", "interpreters", "dask")

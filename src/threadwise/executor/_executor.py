@@ -258,7 +258,7 @@ class Executor(cf.Executor):
             item_s = None
             if name == "auto":
                 probe: Backend = SerialBackend() if timeout is None else self._get("threads", 1)
-                from .processes import STARTUP_S, default_start_method
+                from ._base import STARTUP_S, default_start_method
                 method = self._start_method or default_start_method()
                 p = yield from _auto.plan(run, probe, it, workers=self._workers,
                                           startup_s=STARTUP_S[method], sink=sink)

@@ -48,21 +48,12 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import UsageError
 from . import _chunk, _worker
-from ._base import Backend, ChunkBroken, ChunkDone, WorkerCrashedError, resolve
+from ._base import (STARTUP_S, Backend, ChunkBroken, ChunkDone, WorkerCrashedError,
+                    default_start_method, resolve)
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 START_METHODS = ("fork", "spawn")
 _POOLS: "weakref.WeakSet[ProcessBackend]" = weakref.WeakSet()
-#: measured seconds to start a pool of W workers, per start method (the auto
-#: cost model reads it): updated by every pool this process starts
-STARTUP_S: Dict[str, float] = {"fork": 0.03, "spawn": 0.15}
-
-
-def default_start_method() -> str:
-    """``fork`` on Linux while the process has a single thread, ``spawn`` otherwise."""
-    if hasattr(os, "fork") and sys.platform.startswith("linux") and threading.active_count() == 1:
-        return "fork"
-    return "spawn"
 
 
 class FunctionNotPicklable(UsageError, TypeError):
