@@ -34,6 +34,13 @@ def inc(x):
     return x + 1
 
 
+def new_inc():
+    """A new function object each call: auto has no memory of it, so it probes every map."""
+    def inc2(x):
+        return x + 1
+    return inc2
+
+
 def _time(fn: Callable[[], object], repeats: int, min_total: float = 0.3) -> List[float]:
     """At least ``repeats`` runs, and more (up to 200) until ``min_total`` seconds: a run
     of one millisecond is at the mercy of one scheduler tick."""
@@ -100,18 +107,22 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
     # -- threadwise first, while this process has one thread (its pools fork) --
-    loop, lmap, tw_serial, tw_auto = _interleaved([
+    loop, lmap, tw_serial, tw_auto, tw_auto_new = _interleaved([
         verified(lambda: [inc(x) for x in items]),
         verified(lambda: list(map(inc, items))),
         verified(lambda: pmap(inc, items, backend="serial")),
-        verified(lambda: pmap(inc, items))])
+        verified(lambda: pmap(inc, items)),
+        verified(lambda: pmap(new_inc(), items))])
     add("serial loop [f(x) for x in items]", n, loop)
     add("serial loop list(map(f, items))", n, lmap)
     add("threadwise pmap serial", n, tw_serial)
     add("threadwise pmap auto", n, tw_auto, None, "<= 1.1x serial loop")
+    add("threadwise pmap auto, a new function each map", n, tw_auto_new, None,
+        "<= 1.1x serial loop")
     # the same rounds, paired: each round's run against the comprehension of its round
     paired = {name: statistics.median(a / b for a, b in zip(ts, loop))
-              for name, ts in (("list(map)", lmap), ("pmap serial", tw_serial), ("pmap auto", tw_auto))}
+              for name, ts in (("list(map)", lmap), ("pmap serial", tw_serial), ("pmap auto", tw_auto),
+                               ("pmap auto, new function", tw_auto_new))}
     paired["pmap auto / pmap serial"] = statistics.median(a / b for a, b in zip(tw_auto, tw_serial))
     add("threadwise pmap processes (cold: starts pool)", n,
         _time(verified(lambda: pmap(inc, items, backend="processes")), reps))
@@ -193,7 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         met = ""
         if mine and goal is not None:
             met = "yes" if med * 1e6 <= goal else "no"
-        if name == "threadwise pmap auto":
+        if name.startswith("threadwise pmap auto"):
             met = "yes" if med <= 1.1 * serial else "no"
         print("| %s | %.3f | %.3f-%.3f | %d | %.2fx | %s | %s | %s |" % (
             name, med * 1e6, lo * 1e6, hi * 1e6, len(times), med / serial,

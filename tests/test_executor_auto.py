@@ -175,3 +175,29 @@ def test_gil_free_calls_that_do_not_scale_on_threads_do_not_get_threads():
     assert list(out) == [serialized_hash(x) for x in items]
     assert out.choice.backend != "threads", out.choice.reason
     assert "threads ran" in out.choice.reason  # the trial that showed it
+
+
+_WEIGHT = {"spin_s": 0.0}
+
+
+def weighted(x):
+    end = time.perf_counter() + _WEIGHT["spin_s"]
+    while time.perf_counter() < end:
+        pass
+    return x + 1
+
+
+def test_auto_remembers_a_tiny_function_and_notices_when_it_gets_heavier():
+    _WEIGHT["spin_s"] = 0.0
+    items = list(range(2000))
+    first = pmap(weighted, items)
+    assert first.choice.backend == "serial" and first.choice.sampled > 0
+    again = pmap(weighted, items)          # predicted tiny from the first map: no probe
+    assert list(again) == [x + 1 for x in items]
+    assert again.choice.sampled == 0 and "previous map" in again.choice.reason
+    _WEIGHT["spin_s"] = 0.0005             # now 1 s of work: the memory is wrong once...
+    heavy = pmap(weighted, items[:40])     # (a short map the memory still calls tiny)
+    assert heavy.choice.sampled == 0 and list(heavy) == [x + 1 for x in items[:40]]
+    nxt = pmap(weighted, items[:400])      # ...and corrected by that timed run: measured again
+    assert nxt.choice.sampled > 0 and "previous map" not in nxt.choice.reason
+    _WEIGHT["spin_s"] = 0.0

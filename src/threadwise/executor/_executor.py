@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import sys
 import threading
+import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import UsageError
@@ -284,7 +285,20 @@ class Executor(cf.Executor):
             if bar is not None:
                 bar.describe("pmap [%s x%d]" % (choice.backend, workers))
             if name == "serial" and fixed is None:
+                if self._backend_name != "auto":
+                    yield from run_serial(run, it, base, sink, item_s)
+                    return
+                # auto: time the serial run, so that auto's memory of fn stays current
+                c = self._counters
+                with c.lock:
+                    done0 = c.items_done
+                t0 = time.perf_counter()
                 yield from run_serial(run, it, base, sink, item_s)
+                elapsed = time.perf_counter() - t0
+                with c.lock:
+                    done = c.items_done - done0
+                if done >= 16:
+                    _auto.remember(fn, elapsed / done)
                 return
             backend = self._get(name, workers)
             chunker = Chunker(fixed, backend.chunk_target_s, backend.workers, remaining, item_s)

@@ -18,6 +18,11 @@
               and processes >= 10% over threads (never slower than serial by
               more than the probe's own small cost: tiny work stays serial)
 
+auto remembers each function's measured seconds per item (weakly: the memory goes
+with the function): a map of known length that the memory predicts under 2.5 ms
+of work runs serially without a probe, timed, and the timing replaces the
+memory (items that got heavier cost one serial map, then the probe is back).
+
 ``t`` is the seconds per item, ``c`` the CPU share (CPU time / wall time: I/O
 waits have c << 1 and get many threads), ``g`` the GIL-held share.  The
 sentence in :class:`Choice` gives the numbers that decided.
@@ -27,7 +32,9 @@ from __future__ import annotations
 import math
 import operator
 import pickle
+import threading
 import time
+import weakref
 from itertools import chain, islice
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
@@ -125,6 +132,32 @@ def predict(rem: int, t: float, c: float, g: float, cpus: int, workers: Optional
     return out
 
 
+# -- what auto learned about a function on its previous maps ----------------------------
+#: a map the memory predicts under this much serial work runs serially without a probe
+MEMO_TINY_S = TINY_WORK_S / 2
+_MEMO: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
+_MEMO_LOCK = threading.Lock()
+
+
+def remember(fn: Any, item_s: float) -> None:
+    """Note fn's measured seconds per item (its latest map: the probe's estimate, or the
+    timed serial run of a tiny map).  Functions that can't be weakly referenced (builtins,
+    bound methods, which are new objects at each access) are simply not remembered."""
+    try:
+        with _MEMO_LOCK:
+            _MEMO[fn] = item_s
+    except TypeError:
+        pass
+
+
+def recall(fn: Any) -> Optional[float]:
+    try:
+        with _MEMO_LOCK:
+            return _MEMO.get(fn)
+    except TypeError:
+        return None
+
+
 class Plan:
     def __init__(self, choice: Choice, it: Iterator[Any], next_index: int,
                  remaining: Optional[int], item_s: Optional[float]) -> None:
@@ -141,6 +174,19 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     """Run the probe, then decide; returns a :class:`Plan`.  The probe's results are
     yielded as lists, or appended to ``sink`` (pmap's result list) when one is given."""
     run.backend_name = "serial"
+    # a function whose previous map measured it tiny, on a map of known length still
+    # predicted tiny: serial at once (the probe would cost more than the map; the run
+    # is timed and the memory updated, so heavier items are caught on the next map)
+    known_t = recall(run.fn) if run.timeout is None else None
+    if known_t is not None:
+        total = operator.length_hint(it, -1)
+        if 0 <= total and total * known_t < MEMO_TINY_S:
+            return Plan(Choice("serial", 1, "serial: %d items at ~%s each (measured on this "
+                               "function's previous map) are ~%s of work, less than starting "
+                               "workers would cost" % (total, fmt_s(known_t), fmt_s(total * known_t)),
+                               item_s=known_t, remaining=total,
+                               predicted_s={"serial": total * known_t}),
+                        it, 0, total, known_t)
     cpus = cpu_count()
     clock = time.perf_counter
     cpu_clock = time.process_time
@@ -240,6 +286,8 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         t = (spent - first[1]) / (n - first[0])
     else:
         t = spent / n if n else 0.0
+    if n:
+        remember(run.fn, t)
     # CPU share of the time the thread could run (time spent waiting for a free core on a
     # loaded machine is neither CPU work nor I/O)
     runnable = spent - min(queued, spent * 0.95)
