@@ -28,7 +28,7 @@ import sys
 import textwrap
 import threading
 from itertools import islice
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 from . import _chunk
 from ._base import (Backend, ChunkBroken, ChunkDone, Failure, ItemError, ItemTimeoutError,
@@ -274,7 +274,6 @@ def run_serial(run: MapRun, it: Iterator[Any], base: int, sink: Optional[List[An
     ``sink`` (pmap's result list) or into lists yielded one by one.  A batch holds about
     ``target_s`` of work (one item until timed), so results stream out of imap."""
     run.backend_name = "serial"
-    clock = _chunk.clock
     # into pmap's list with no progress bar to feed, batches buy nothing: one batch
     one_batch = sink is not None and run.progress is None
     while True:
@@ -282,22 +281,32 @@ def run_serial(run: MapRun, it: Iterator[Any], base: int, sink: Optional[List[An
             n = sys.maxsize
         else:
             n = 1 if item_s is None else int(max(1, min(MAX_CHUNK, target_s / max(item_s, 1e-9))))
-        dest = sink if sink is not None else []
-        t0 = clock()
-        try:
-            got, exhausted = serial_batch(run, it, base, n, dest)
-        except ItemError:
-            if sink is None and dest:
-                yield dest
-            raise
+        got, exhausted, dt = yield from timed_batch(run, it, base, n, sink)
         if got:
-            per = (clock() - t0) / got
+            per = dt / got
             item_s = per if item_s is None else 0.5 * (item_s + per)
         base += got
-        if sink is None and dest:
-            yield dest
         if exhausted:
             return
+
+
+def timed_batch(run: MapRun, it: Iterator[Any], base: int, n: int, sink: Optional[List[Any]]
+                ) -> Generator[List[Any], None, Tuple[int, bool, float]]:
+    """One :func:`serial_batch` of up to ``n`` items into ``sink``, or yielded as a list when
+    there is no sink (the results before a failing item too); returns (items consumed,
+    input exhausted, seconds).  The serial backend's loop and auto's probe share it."""
+    dest = sink if sink is not None else []
+    t0 = _chunk.clock()
+    try:
+        got, exhausted = serial_batch(run, it, base, n, dest)
+    except ItemError:
+        if sink is None and dest:
+            yield dest
+        raise
+    dt = _chunk.clock() - t0
+    if sink is None and dest:
+        yield dest
+    return got, exhausted, dt
 
 
 def run_chunks(run: MapRun, backend: Backend, it: Iterator[Any], base: int,

@@ -41,8 +41,7 @@ from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tup
 from . import _chunk
 from ._base import Backend, ChunkBroken, ChunkDone, Choice
 from ._cpus import cpu_count
-from ._base import ItemError
-from ._engine import MapRun, _Slot, serial_batch
+from ._engine import MapRun, _Slot, timed_batch
 from ._gilmeter import SCHEDSTAT, GilMeter, gil_enabled, thread_sched
 
 PROBE_S = 0.03            # serial measuring time (at most)
@@ -216,17 +215,7 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         while True:
             if run.timeout is None and len(sample_items) >= SAMPLE_ITEMS:
                 # sample taken: stream from the iterator into the results, nothing copied
-                dest = sink if sink is not None else []
-                t0 = clock()
-                try:
-                    got, exhausted = serial_batch(run, it, base, batch, dest)
-                except ItemError:
-                    if sink is None and dest:
-                        yield dest
-                    raise
-                dt = clock() - t0
-                if sink is None and dest:
-                    yield dest
+                got, exhausted, dt = yield from timed_batch(run, it, base, batch, sink)
                 if got == 0:
                     break
             else:

@@ -44,7 +44,7 @@ import threading
 import time
 import weakref
 from multiprocessing.connection import Connection, wait as mp_wait
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Deque, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..errors import UsageError
 from . import _chunk, _worker
