@@ -25,7 +25,7 @@ import sys
 import threading
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import ThreadwiseError, UsageError
 
@@ -71,7 +71,7 @@ class Failure:
         return "Failure(index=%d, kind=%r, exception=%r)" % (self.index, self.kind, self.exception)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Choice:
     """The backend a map runs on, and why (``auto`` measures; an explicit backend says so)."""
 
@@ -86,6 +86,35 @@ class Choice:
     remaining: Optional[int] = None       # items left when it decided (None: unknown)
     predicted_s: Mapping[str, float] = field(default_factory=dict)  # backend -> seconds for the rest
 
+    def __init__(self, backend: str, workers: int, reason: Union[str, Callable[[], str]],
+                 chunksize: Optional[int] = None, item_s: Optional[float] = None,
+                 cpu_share: Optional[float] = None, gil_held: Optional[float] = None,
+                 sampled: int = 0, remaining: Optional[int] = None,
+                 predicted_s: Optional[Mapping[str, float]] = None) -> None:
+        # the fields in one step: a frozen dataclass's own __init__ sets them one by one
+        # through object.__setattr__ (2.3 µs, a tenth of auto's whole decision on tiny
+        # items); ``reason`` may come as a function that writes it, called when it is
+        # first read (formatting it is most of the rest, on a map nobody asks about)
+        self.__dict__.update(backend=backend, workers=workers,
+                             chunksize=chunksize, item_s=item_s, cpu_share=cpu_share,
+                             gil_held=gil_held, sampled=sampled, remaining=remaining,
+                             predicted_s={} if predicted_s is None else predicted_s)
+        self.__dict__["reason" if isinstance(reason, str) else "_write_reason"] = reason
+
+    def __getattr__(self, name: str) -> Any:
+        # only for a reason not written yet (fields found in __dict__ never come here)
+        write = self.__dict__.get("_write_reason") if name == "reason" else None
+        if write is None:
+            raise AttributeError(name)
+        text = self.__dict__["reason"] = write()
+        del self.__dict__["_write_reason"]
+        return text
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__, reason=self.reason)
+        state.pop("_write_reason", None)
+        return state
+
     def __str__(self) -> str:
         return self.reason
 
@@ -96,7 +125,7 @@ class Choice:
                 "predicted_s": dict(self.predicted_s)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Statistics:
     """Observable state of an :class:`~threadwise.executor.Executor` (or of one ``pmap``)."""
 
@@ -108,6 +137,14 @@ class Statistics:
     calls: int                   # submit() calls
     workers_replaced: int        # dead, killed or abandoned workers replaced
     choice: Optional[Choice] = None
+
+    def __init__(self, backend: str, workers: int, items_done: int, items_failed: int,
+                 chunks: int, calls: int, workers_replaced: int,
+                 choice: Optional[Choice] = None) -> None:
+        # in one step, like Choice (pmap makes one per call)
+        self.__dict__.update(backend=backend, workers=workers, items_done=items_done,
+                             items_failed=items_failed, chunks=chunks, calls=calls,
+                             workers_replaced=workers_replaced, choice=choice)
 
 
 @dataclass

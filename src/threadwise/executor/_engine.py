@@ -216,13 +216,33 @@ def _item_of(exc: BaseException, fn: Callable[[Any], Any]) -> Any:
     return _NO_ITEM
 
 
-def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[Any]) -> Tuple[int, bool]:
+def record_failure(run: MapRun, e: Exception, index: int, item: Any, dest: List[Any],
+                   before: int) -> None:
+    """fn raised ``e`` on item ``index`` in the calling thread, after ``before`` results
+    of the same ``extend`` landed in ``dest``: count them, then raise :class:`ItemError`
+    (``errors="raise"``) or put a :class:`Failure` in the item's place."""
+    f = _chunk.capture(e, index, "the calling thread")
+    fail = run.failure_of(f, item)
+    if item is _NO_ITEM:
+        fail = Failure(fail.index, fail.kind, fail.exception, fail.traceback, "?")
+    run.failures.append(fail)
+    with run.counters.lock:
+        run.counters.items_done += before + 1
+        run.counters.items_failed += 1
+    if run.errors == "raise":
+        err = run.raise_error()
+        raise err from e
+    dest.append(fail)
+
+
+def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[Any],
+                 items: Optional[List[Any]] = None) -> Tuple[int, bool]:
     """Run up to ``n`` items of ``it`` in this thread, appending results to ``dest``.
 
     The fastest serial loop there is: ``dest.extend(map(fn, islice(it, n)))``: no list
     of inputs, no copy of the outputs (``list.extend`` keeps what it appended before an
-    exception, so ``len(dest)`` locates the failing item; its value is read back from
-    fn's frame).  Returns (items consumed, input exhausted).  ``errors="raise"``: raises
+    exception, so ``len(dest)`` locates the failing item; its value is taken from
+    ``items`` when ``it`` iterates that list, else read back from fn's frame).  Returns (items consumed, input exhausted).  ``errors="raise"``: raises
     :class:`ItemError` with the results before the failure already in ``dest``.
     """
     fn = run.fn
@@ -238,20 +258,8 @@ def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[A
             dest.extend(map(fn, it if whole else islice(it, want)))
         except Exception as e:
             k = len(dest) - mark
-            index = base + done + k
-            f = _chunk.capture(e, index, "the calling thread")
-            item = _item_of(e, fn)
-            fail = run.failure_of(f, item)
-            if item is _NO_ITEM:
-                fail = Failure(fail.index, fail.kind, fail.exception, fail.traceback, "?")
-            run.failures.append(fail)
-            with run.counters.lock:
-                run.counters.items_done += k + 1
-                run.counters.items_failed += 1
-            if run.errors == "raise":
-                err = run.raise_error()
-                raise err from e
-            dest.append(fail)
+            record_failure(run, e, base + done + k,
+                           items[done + k] if items is not None else _item_of(e, fn), dest, k)
             done += k + 1
             continue
         got = len(dest) - mark
@@ -269,44 +277,36 @@ def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[A
 
 
 def run_serial(run: MapRun, it: Iterator[Any], base: int, sink: Optional[List[Any]],
-               item_s: Optional[float] = None, target_s: float = 0.02) -> Iterator[List[Any]]:
+               item_s: Optional[float] = None, target_s: float = 0.02
+               ) -> Generator[List[Any], None, int]:
     """The serial backend without a timeout: batches straight from the iterator into
     ``sink`` (pmap's result list) or into lists yielded one by one.  A batch holds about
-    ``target_s`` of work (one item until timed), so results stream out of imap."""
+    ``target_s`` of work (one item until timed), so results stream out of imap.
+    Returns the number of items it ran."""
     run.backend_name = "serial"
-    # into pmap's list with no progress bar to feed, batches buy nothing: one batch
-    one_batch = sink is not None and run.progress is None
+    if sink is not None and run.progress is None:
+        # into pmap's list with no progress bar to feed, batches buy nothing: one batch
+        return serial_batch(run, it, base, sys.maxsize, sink)[0]
+    start = base
     while True:
-        if one_batch:
-            n = sys.maxsize
-        else:
-            n = 1 if item_s is None else int(max(1, min(MAX_CHUNK, target_s / max(item_s, 1e-9))))
-        got, exhausted, dt = yield from timed_batch(run, it, base, n, sink)
+        n = 1 if item_s is None else int(max(1, min(MAX_CHUNK, target_s / max(item_s, 1e-9))))
+        dest = sink if sink is not None else []
+        t0 = _chunk.clock()
+        try:
+            got, exhausted = serial_batch(run, it, base, n, dest)
+        except ItemError:
+            if sink is None and dest:
+                yield dest  # the results before the failing item, then the error
+            raise
+        dt = _chunk.clock() - t0
+        if sink is None and dest:
+            yield dest
         if got:
             per = dt / got
             item_s = per if item_s is None else 0.5 * (item_s + per)
         base += got
         if exhausted:
-            return
-
-
-def timed_batch(run: MapRun, it: Iterator[Any], base: int, n: int, sink: Optional[List[Any]]
-                ) -> Generator[List[Any], None, Tuple[int, bool, float]]:
-    """One :func:`serial_batch` of up to ``n`` items into ``sink``, or yielded as a list when
-    there is no sink (the results before a failing item too); returns (items consumed,
-    input exhausted, seconds).  The serial backend's loop and auto's probe share it."""
-    dest = sink if sink is not None else []
-    t0 = _chunk.clock()
-    try:
-        got, exhausted = serial_batch(run, it, base, n, dest)
-    except ItemError:
-        if sink is None and dest:
-            yield dest
-        raise
-    dt = _chunk.clock() - t0
-    if sink is None and dest:
-        yield dest
-    return got, exhausted, dt
+            return base - start
 
 
 def run_chunks(run: MapRun, backend: Backend, it: Iterator[Any], base: int,

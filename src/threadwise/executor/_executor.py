@@ -45,7 +45,17 @@ class MapResults(list):
     """The list ``pmap`` returns, with ``.choice`` (which backend, and why) and ``.stats``."""
 
     choice: Optional[Choice] = None
-    stats: Optional[Statistics] = None
+    _final: Optional[Tuple[Any, ...]] = None
+    _stats: Optional[Statistics] = None
+
+    @property
+    def stats(self) -> Optional[Statistics]:
+        """The map's :class:`Statistics` (made when first read: a 1 ms map would pay for it)."""
+        if self._stats is None and self._final is not None:
+            backend, workers, c, replaced, choice = self._final
+            self._stats = Statistics(backend, workers, c.items_done, c.items_failed, c.chunks,
+                                     c.calls, replaced, choice)
+        return self._stats
 
 
 class _Star:
@@ -258,11 +268,9 @@ class Executor(cf.Executor):
             remaining = total
             item_s = None
             if name == "auto":
-                probe: Backend = SerialBackend() if timeout is None else self._get("threads", 1)
-                from ._base import STARTUP_S, default_start_method
-                method = self._start_method or default_start_method()
-                p = yield from _auto.plan(run, probe, it, workers=self._workers,
-                                          startup_s=STARTUP_S[method], sink=sink)
+                p = yield from _auto.plan(
+                    run, it, workers=self._workers, start_method=self._start_method, sink=sink,
+                    probe_backend=self._get("threads", 1) if timeout is not None else None)
                 choice = p.choice
                 name, workers = choice.backend, choice.workers
                 it, base, remaining, item_s = p.it, p.next_index, p.remaining, p.item_s
@@ -272,8 +280,8 @@ class Executor(cf.Executor):
                 workers = self._workers or default_workers(name)
                 if name == "dask":
                     workers = self._get("dask", 0).workers
-                choice = Choice(name, workers, "%s x%d: chosen by the caller (backend=%r)" % (
-                    name, workers, name))
+                choice = Choice(name, workers, lambda n=name, w=workers: (
+                    "%s x%d: chosen by the caller (backend=%r)" % (n, w, n)))
             if name == "serial" and timeout is not None:
                 name, workers = "threads", 1
                 choice = Choice(choice.backend, 1, choice.reason + "; with a timeout the items run "
@@ -289,14 +297,9 @@ class Executor(cf.Executor):
                     yield from run_serial(run, it, base, sink, item_s)
                     return
                 # auto: time the serial run, so that auto's memory of fn stays current
-                c = self._counters
-                with c.lock:
-                    done0 = c.items_done
                 t0 = time.perf_counter()
-                yield from run_serial(run, it, base, sink, item_s)
+                done = yield from run_serial(run, it, base, sink, item_s)
                 elapsed = time.perf_counter() - t0
-                with c.lock:
-                    done = c.items_done - done0
                 if done >= 16:
                     _auto.remember(fn, elapsed / done)
                 return
@@ -374,5 +377,8 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *, backend: str = "a
     finally:
         ex.shutdown(wait=ok, cancel_futures=not ok, kill=not ok)
     out.choice = ex.choice
-    out.stats = ex.statistics()
+    # the executor is shut down: its final tallies, for .stats
+    out._final = (ex._last_backend, ex._last_workers, ex._counters,
+                  sum(b.workers_replaced for b in ex._backends.values()) if ex._backends else 0,
+                  ex._choice)
     return out

@@ -32,16 +32,15 @@ from __future__ import annotations
 import math
 import operator
 import pickle
-import threading
 import time
 import weakref
 from itertools import chain, islice
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 from . import _chunk
-from ._base import Backend, ChunkBroken, ChunkDone, Choice
+from ._base import STARTUP_S, Backend, ChunkBroken, Choice, ItemError, default_start_method
 from ._cpus import cpu_count
-from ._engine import MapRun, _Slot, timed_batch
+from ._engine import _item_of, MapRun, _Slot, record_failure, serial_batch
 from ._gilmeter import SCHEDSTAT, GilMeter, gil_enabled, thread_sched
 
 PROBE_S = 0.03            # serial measuring time (at most)
@@ -51,6 +50,7 @@ METER_AFTER_S = 0.002     # start the GIL meter only once the work proves longer
 METER_MIN_S = 0.01        # the meter watches at least this much work
 METER_WORK_S = 0.02       # and, when the map's length is known, only for this much work or more
                           # (a second thread costs the first one ~1 ms of GIL hand-offs on a VM)
+CPU_LATE_S = 1e-4         # a first item quicker than this: the CPU window opens after the second batch
 SAMPLE_ITEMS = 64         # items kept to price pickling them for processes
 LOOKAHEAD_S = 1.0         # estimated work to buffer when the input's length is unknown
 LOOKAHEAD_ITEMS = 50_000
@@ -134,27 +134,41 @@ def predict(rem: int, t: float, c: float, g: float, cpus: int, workers: Optional
 # -- what auto learned about a function on its previous maps ----------------------------
 #: a map the memory predicts under this much serial work runs serially without a probe
 MEMO_TINY_S = TINY_WORK_S / 2
-_MEMO: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
-_MEMO_LOCK = threading.Lock()
+# id(fn) -> (a weak reference to fn, seconds per item); the entry goes when fn does.  A
+# plain dict, not a WeakKeyDictionary: on a function's first 1 ms map, reading and writing
+# this memory is part of auto's cost (its Python-level methods and a lock cost ~3 µs);
+# one dict operation is atomic, on free-threaded builds too
+_MEMO: Dict[int, Tuple["weakref.ReferenceType[Any]", float]] = {}
+
+
+def _forget(key: int) -> Callable[[Any], None]:
+    def gone(ref: Any) -> None:
+        entry = _MEMO.get(key)
+        if entry is not None and entry[0] is ref:
+            _MEMO.pop(key, None)
+    return gone
 
 
 def remember(fn: Any, item_s: float) -> None:
     """Note fn's measured seconds per item (its latest map: the probe's estimate, or the
     timed serial run of a tiny map).  Functions that can't be weakly referenced (builtins,
     bound methods, which are new objects at each access) are simply not remembered."""
+    key = id(fn)
+    entry = _MEMO.get(key)
+    if entry is not None and entry[0]() is fn:
+        _MEMO[key] = (entry[0], item_s)
+        return
     try:
-        with _MEMO_LOCK:
-            _MEMO[fn] = item_s
+        _MEMO[key] = (weakref.ref(fn, _forget(key)), item_s)
     except TypeError:
         pass
 
 
 def recall(fn: Any) -> Optional[float]:
-    try:
-        with _MEMO_LOCK:
-            return _MEMO.get(fn)
-    except TypeError:
-        return None
+    entry = _MEMO.get(id(fn))
+    if entry is not None and entry[0]() is fn:
+        return entry[1]
+    return None
 
 
 class Plan:
@@ -167,11 +181,13 @@ class Plan:
         self.item_s = item_s
 
 
-def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Optional[int],
-         startup_s: float, allow_processes: bool = True,
+def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method: Optional[str],
+         probe_backend: Optional[Backend] = None, allow_processes: bool = True,
          sink: Optional[List[Any]] = None) -> Generator[List[Any], None, Plan]:
     """Run the probe, then decide; returns a :class:`Plan`.  The probe's results are
-    yielded as lists, or appended to ``sink`` (pmap's result list) when one is given."""
+    yielded as lists, or appended to ``sink`` (pmap's result list) when one is given.
+    ``probe_backend``: the one-thread backend that runs the probe when a timeout is set
+    (else the probe runs in this thread); ``start_method``: how processes would start."""
     run.backend_name = "serial"
     # a function whose previous map measured it tiny, on a map of known length still
     # predicted tiny: serial at once (the probe would cost more than the map; the run
@@ -180,26 +196,26 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     if known_t is not None:
         total = operator.length_hint(it, -1)
         if 0 <= total and total * known_t < MEMO_TINY_S:
-            return Plan(Choice("serial", 1, "serial: %d items at ~%s each (measured on this "
-                               "function's previous map) are ~%s of work, less than starting "
-                               "workers would cost" % (total, fmt_s(known_t), fmt_s(total * known_t)),
-                               item_s=known_t, remaining=total,
-                               predicted_s={"serial": total * known_t}),
-                        it, 0, total, known_t)
+            return _tiny(total, True, it, known_t, 0, 0, None, None, " (measured on this "
+                         "function's previous map)")
     cpus = cpu_count()
+    fn = run.fn
     clock = time.perf_counter
     cpu_clock = time.process_time
     # on Linux, the thread's own on-CPU and waiting-for-a-CPU times (the probe runs fn in
     # this thread unless a timeout moved it to a helper thread)
     use_sched = run.timeout is None and SCHEDSTAT
-    spent = cpu = queued = 0.0
+    spent = 0.0
     n = 0
     base = 0
     batch = 1
     meter: Optional[GilMeter] = None
-    sample_items: List[Any] = []
-    sample_results: List[Any] = []
+    # the first SAMPLE_ITEMS items with their results, to price pickling them: kept as
+    # (items, the list their results went to, where they start in it), copied only if needed
+    sample: List[Tuple[List[Any], List[Any], int]] = []
+    kept = 0
     exhausted = False
+    tiny = False
     budget = PROBE_S
     total_s: Optional[float] = None   # estimated serial seconds for the whole map, when known
     first: Optional[Tuple[int, float]] = None  # the first batch: (items, seconds)
@@ -208,21 +224,59 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
     # (from the moment the work proves long enough to be worth measuring, like the meter)
     sched0: Optional[Tuple[float, float]] = None
     wall0 = spent0 = meter_from = 0.0
-    # the CPU share: process CPU time over the whole probe, read twice (not per batch: on
-    # a VM each read is a ~1 µs system call, which tiny items would pay for)
-    probe_wall0, probe_cpu0 = clock(), cpu_clock()
+    # the CPU share: process CPU time from the end of the first (cold) batch, or of the
+    # second when the first item was quick, to the end of the probe; read twice, not per
+    # batch (on a VM each read is a ~1 µs system call, which tiny items would pay for), and
+    # not at all when tiny work is decided on the way
+    cpu0: Optional[float] = None
+    wall_c0 = spent_c0 = 0.0
     try:
         while True:
-            if run.timeout is None and len(sample_items) >= SAMPLE_ITEMS:
-                # sample taken: stream from the iterator into the results, nothing copied
-                got, exhausted, dt = yield from timed_batch(run, it, base, batch, sink)
-                if got == 0:
-                    break
+            if run.timeout is None:
+                # in this thread, straight into the results, with nothing on the way (no
+                # Future, no generator, no helper call: on tiny items these batches are the
+                # whole probe, and what runs around them its whole cost); the first
+                # SAMPLE_ITEMS items are kept, with their results, to price pickling them
+                dest = sink if sink is not None else []
+                mark = len(dest)
+                keep = kept < SAMPLE_ITEMS
+                src = list(islice(it, batch)) if keep else islice(it, batch)
+                failed = False
+                t0 = clock()
+                try:
+                    try:
+                        dest.extend(map(fn, src))
+                    except Exception as e:
+                        failed = True
+                        _after_failure(run, e, it, base, batch, dest, mark,
+                                       src if keep else None)  # type: ignore[arg-type]
+                except ItemError:
+                    # stop like a plain loop: the results before the failure, then the error
+                    if sink is None and dest:
+                        yield dest
+                    raise
+                dt = clock() - t0
+                got = len(dest) - mark
+                exhausted = (len(src) if keep else got) < batch  # type: ignore[arg-type]
+                if not failed:
+                    counters = run.counters
+                    with counters.lock:
+                        counters.items_done += got
+                        counters.chunks += 1
+                    if run.progress is not None:
+                        run.progress.advance(got)
+                if keep:
+                    sample.append((src, dest, mark))  # type: ignore[arg-type]
+                    kept += got
+                if sink is None and dest:
+                    yield dest
             else:
                 got, exhausted, dt, it = yield from _probe_batch(
-                    run, probe_backend, it, base, batch, sink, sample_items, sample_results)
-                if got == 0:
-                    break
+                    run, probe_backend, it, base, batch, sink,  # type: ignore[arg-type]
+                    sample if kept < SAMPLE_ITEMS else None)
+                kept += got
+            if got == 0:
+                break
             n += got
             base += got
             spent += dt
@@ -241,9 +295,14 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
                     total_s = (n + hint0) * latest
                     budget = min(PROBE_S, max(MIN_PROBE_S, PROBE_SHARE * total_s))
                     if total_s < TINY_WORK_S and n > got:
+                        tiny = True
                         break
             if (meter is None and spent >= METER_AFTER_S and not exhausted
                     and (total_s is None or total_s >= METER_WORK_S)):
+                if start_method is None:
+                    # decided now, while the meter is not running: processes would start
+                    # after it stops, from a process with as many threads as now
+                    start_method = default_start_method()
                 meter = GilMeter().start()
                 meter_from = spent
                 if use_sched:
@@ -257,17 +316,25 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             # mostly the clock; the budget keeps long items to one or two)
             grow = 64 if n == got else batch * 8
             batch = max(1, min(grow, math.ceil((budget - spent) / max(dt / got, 1e-9))))
+            if cpu0 is None and (n > got or dt >= CPU_LATE_S):
+                # after the first batch, or, when that one item was quick, after the second
+                # (a map it shows tiny needs no CPU share: no system call for it)
+                wall_c0, cpu0, spent_c0 = clock(), cpu_clock(), spent
     finally:
         sched1 = thread_sched() if sched0 is not None else None
         wall1 = clock()
-        cpu = (cpu_clock() - probe_cpu0) * min(1.0, spent / max(wall1 - probe_wall0, 1e-9))
+        c: Optional[float] = None
+        if cpu0 is not None and not tiny and spent > spent_c0:
+            # the process's CPU time, scaled to the share of the window spent in fn
+            c = min(1.0, (cpu_clock() - cpu0) / max(wall1 - wall_c0, spent - spent_c0, 1e-9))
         g_meas = meter.stop() if meter is not None else None
     if sched0 is not None and sched1 is not None and spent > spent0:
-        # CPU share = on-CPU / (wall - waiting for a core), over the measured window,
-        # scaled to the whole probe
+        # CPU share = on-CPU / (wall - waiting for a core), over the measured window (time
+        # spent waiting for a free core on a loaded machine is neither CPU work nor I/O)
         span = max(wall1 - wall0, 1e-9)
-        cpu = (sched1[0] - sched0[0]) * spent / span
-        queued = max(0.0, sched1[1] - sched0[1]) * spent / span
+        cpu = sched1[0] - sched0[0]
+        queued = min(max(0.0, sched1[1] - sched0[1]), span * 0.95)
+        c = min(1.0, cpu / (span - queued))
 
     # seconds per item, the first call left out when more ran: it runs cold (imports,
     # caches, a JIT's first pass) and, on tiny items, times mostly the clock itself
@@ -277,22 +344,22 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         t = spent / n if n else 0.0
     if n:
         remember(run.fn, t)
-    # CPU share of the time the thread could run (time spent waiting for a free core on a
-    # loaded machine is neither CPU work nor I/O)
-    runnable = spent - min(queued, spent * 0.95)
-    c = min(1.0, cpu / runnable) if runnable > 0 else 1.0
-    gil_on = gil_enabled()
-    g = g_meas if g_meas is not None else (c if gil_on else 0.0)
-    if not gil_on:
-        g = min(g, 0.05)
     if exhausted:
         return Plan(Choice("serial", 1, "serial: all %d items ran while sampling (%s): nothing "
                            "left to spread over workers" % (n, fmt_s(spent)),
                            item_s=t, cpu_share=c, gil_held=g_meas, sampled=n, remaining=0),
                     iter(()), base, 0, t)
 
-    # how much is left?
+    # how much is left?  Tiny work is decided before anything else is looked at
     hint = operator.length_hint(it, -1)
+    if 0 < hint and hint * t < TINY_WORK_S:
+        return _tiny(hint, True, it, t, base, n, c, g_meas)
+    if c is None:
+        c = 1.0  # not measured (a map of one or two items): taken as CPU-bound
+    gil_on = gil_enabled()
+    g = g_meas if g_meas is not None else (c if gil_on else 0.0)
+    if not gil_on:
+        g = min(g, 0.05)
     buffered: List[Any] = []
     if hint >= 0:
         rem: Optional[int] = hint
@@ -315,6 +382,9 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
         return Plan(Choice("serial", 1, "serial: all %d items ran while sampling (%s)" % (
             n, fmt_s(spent)), item_s=t, cpu_share=c, gil_held=g_meas, sampled=n, remaining=0),
             rest, base, 0, t)
+    if rem * t < TINY_WORK_S:  # decided before any modelling: tiny work pays for nothing else
+        return _tiny(rem, known, rest, t, base, n, c, g_meas)
+    startup_s = STARTUP_S[start_method or default_start_method()]
 
     # The meter says "released" on CPU-bound work (or there is no GIL): check that threads
     # scale on at most 15% of the rest, with real items (if they don't, at ~0.65x, the
@@ -357,17 +427,16 @@ def plan(run: MapRun, probe_backend: Backend, it: Iterator[Any], *, workers: Opt
             p["threads"] = (rem * t / max(s_thr, 1e-9) + 0.0002 * wtr, wtr)
         return p
 
-    if rem * t < TINY_WORK_S:  # decided before any modelling: tiny work pays for nothing else
-        return Plan(Choice("serial", 1, "serial: %s at %s each are %s of work, less than "
-                           "starting workers would cost" % (left, fmt_s(t), fmt_s(rem * t)),
-                           item_s=t, cpu_share=c, gil_held=g_meas, sampled=n,
-                           remaining=rem if known else None, predicted_s={"serial": rem * t}),
-                    rest, base, rem if known else None, t)
     # pickling fn and a sample costs ~0.1 ms: only when processes could win even with free transfer
     free = estimate((0.0, 0.0))
     could_win = free["processes"][0] < GAIN * min(free["serial"][0], free["threads"][0])
     if allow_processes and could_win:
-        transfer = transfer_cost(run.fn, sample_items, sample_results)
+        sample_items: List[Any] = []
+        sample_results: List[Any] = []
+        for src, dest, mark in sample:
+            sample_items.extend(src)
+            sample_results.extend(dest[mark:mark + len(src)])
+        transfer = transfer_cost(run.fn, sample_items[:SAMPLE_ITEMS], sample_results[:SAMPLE_ITEMS])
     else:
         transfer = (0.0, 0.0, 0, "") if allow_processes else (None, None, 0, "")
     parent, worker, nbytes, why_not = transfer
@@ -475,24 +544,46 @@ def _thread_trial(run: MapRun, items: List[Any], base: int, workers: int) -> Tup
     return slots, wall
 
 
+def _tiny(rem: int, known: bool, rest: Iterator[Any], t: float, base: int, n: int,
+          c: Optional[float], g: Optional[float], source: str = "") -> Plan:
+    """Serial, decided before any modelling: tiny work pays for nothing else."""
+    return Plan(Choice("serial", 1, lambda: "serial: %s%d items left at %s each%s are %s of work, "
+                       "less than starting workers would cost" % (
+                           "" if known else "at least ", rem, fmt_s(t), source, fmt_s(rem * t)),
+                       item_s=t, cpu_share=c, gil_held=g, sampled=n,
+                       remaining=rem if known else None, predicted_s={"serial": rem * t}),
+                rest, base, rem if known else None, t)
+
+
+def _after_failure(run: MapRun, e: Exception, it: Iterator[Any], base: int, batch: int,
+                   dest: List[Any], mark: int, items: Optional[List[Any]]) -> None:
+    """A probe batch's fn raised ``e``: record it like the serial loop (count what ran,
+    raise :class:`ItemError` or put a Failure in its place) and run the rest of the batch
+    through the serial loop.  ``items``: the batch's items when they were kept."""
+    k = len(dest) - mark
+    if run.progress is not None:
+        run.progress.advance(k + 1)
+    record_failure(run, e, base + k, items[k] if items is not None else _item_of(e, run.fn),
+                   dest, k)
+    if items is not None:
+        serial_batch(run, iter(items[k + 1:]), base + k + 1, len(items) - k - 1, dest, items[k + 1:])
+    else:
+        serial_batch(run, it, base + k + 1, batch - k - 1, dest)
+
+
 def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: int, batch: int,
-                 sink: Optional[List[Any]], sample_items: List[Any], sample_results: List[Any]
-                 ) -> Generator[List[Any], None, Tuple[int, bool, float, float, Iterator[Any]]]:
-    """One probe batch with its items kept (the first SAMPLE_ITEMS, whose pickling auto
-    prices, or every batch when a timeout runs the probe in a helper thread).
-    Returns (items consumed, input exhausted, wall seconds, CPU seconds, the iterator)."""
+                 sink: Optional[List[Any]], sample: Optional[List[Tuple[List[Any], List[Any], int]]]
+                 ) -> Generator[List[Any], None, Tuple[int, bool, float, Iterator[Any]]]:
+    """One probe batch in the helper thread that a timeout needs, its items kept (the
+    thread may be left behind on a hung item, so the rest must be re-queued).
+    Returns (items consumed, input exhausted, wall seconds, the iterator)."""
     items = list(islice(it, batch))
     exhausted = len(items) < batch
     if not items:
         return 0, True, 0.0, it
     t0 = time.perf_counter()
-    if run.timeout is None:  # in this thread: no Future to make
-        results, _, nfail = _chunk.run_items(run.fn, items, base, run.errors == "raise",
-                                             Exception, "the calling thread")
-        out: Any = ChunkDone(results, 0.0, nfail)
-    else:
-        out = probe_backend.submit_chunk(run.fn, base, items, timeout=run.timeout,
-                                         stop_on_error=run.errors == "raise").result()
+    out = probe_backend.submit_chunk(run.fn, base, items, timeout=run.timeout,
+                                     stop_on_error=run.errors == "raise").result()
     dt = time.perf_counter() - t0
     slot = _Slot(base, items)
     if isinstance(out, ChunkBroken):
@@ -524,9 +615,8 @@ def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: i
         # stop like a plain loop: the results before the failure, then the error
         assert slot.first_failure is not None
         yield from _stop_at_failure(run, slot.results[:slot.first_failure - base], sink)
-    if len(sample_items) < SAMPLE_ITEMS:
-        sample_items.extend(items[:SAMPLE_ITEMS - len(sample_items)])
-        sample_results.extend(out.results[:SAMPLE_ITEMS - len(sample_results)])
+    if sample is not None:  # keep this batch's items for the sample
+        sample.append((items, slot.results, 0))
     if sink is not None:
         sink.extend(slot.results)
     else:
