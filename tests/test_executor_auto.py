@@ -201,3 +201,76 @@ def test_auto_remembers_a_tiny_function_and_notices_when_it_gets_heavier():
     nxt = pmap(weighted, items[:400])      # ...and corrected by that timed run: measured again
     assert nxt.choice.sampled > 0 and "previous map" not in nxt.choice.reason
     _WEIGHT["spin_s"] = 0.0
+
+
+def _fails_at(bad):
+    def fn(x):
+        if x in bad:
+            raise ValueError("bad item %d" % x)
+        return x * 2
+    return fn
+
+
+@pytest.mark.parametrize("bad", [{0}, {10}, {64}, {70, 71}])
+def test_failures_inside_the_probe_batches(bad):
+    # the probe's first batches (the lone first item, then 64) run inline in the caller:
+    # a failure there is named, counted and placed like anywhere else
+    n = 3000
+    out = pmap(_fails_at(bad), range(n), errors="collect")
+    assert len(out) == n
+    for i in range(n):
+        if i in bad:
+            assert isinstance(out[i], Failure) and out[i].index == i and out[i].item == str(i)
+        else:
+            assert out[i] == 2 * i
+    assert out.stats.items_done == n and out.stats.items_failed == len(bad)
+    first = min(bad)
+    with pytest.raises(ItemError) as info:
+        pmap(_fails_at(bad), list(range(n)))
+    assert info.value.index == first and info.value.item == str(first)
+    assert [info.value.results[i] for i in range(first)] == [2 * i for i in range(first)]
+    with Executor() as ex:  # imap: no result list to append to, chunks are yielded
+        got = []
+        with pytest.raises(ItemError):
+            for v in ex.imap(_fails_at(bad), range(n)):
+                got.append(v)
+        assert got == [2 * i for i in range(first)]
+
+
+def test_memory_of_a_function_goes_with_it():
+    import gc
+
+    from threadwise.executor import auto
+
+    def short_lived(x):
+        return x
+
+    pmap(short_lived, range(1000))
+    assert auto.recall(short_lived) is not None
+    key = id(short_lived)
+    del short_lived
+    gc.collect()
+    assert key not in auto._MEMO
+
+
+def test_choice_reason_written_when_read_behaves_like_a_field():
+    import copy
+    import pickle
+
+    from threadwise.executor import Choice
+
+    calls = []
+
+    def write():
+        calls.append(1)
+        return "serial: because"
+
+    c = Choice("serial", 1, write, item_s=1e-6)
+    assert calls == []
+    assert c.reason == "serial: because" and str(c) == "serial: because" and calls == [1]
+    assert c.reason == "serial: because" and calls == [1]          # written once
+    assert c == Choice("serial", 1, "serial: because", item_s=1e-6)
+    assert pickle.loads(pickle.dumps(Choice("threads", 2, lambda: "why"))).reason == "why"
+    assert copy.deepcopy(Choice("threads", 2, lambda: "why")).to_dict()["reason"] == "why"
+    with pytest.raises(AttributeError):
+        c.not_a_field
