@@ -310,3 +310,12 @@ def test_no_thread_leak_after_pmap_threads():
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() <= before
+
+
+def test_pmap_results_pickle_with_their_choice_and_stats():
+    import pickle
+
+    out = pmap(inc, range(100))
+    back = pickle.loads(pickle.dumps(out))
+    assert back == out and back.choice == out.choice
+    assert back.stats == out.stats and back.stats.items_done == 100

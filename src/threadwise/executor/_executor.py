@@ -52,9 +52,7 @@ class MapResults(list):
     def stats(self) -> Optional[Statistics]:
         """The map's :class:`Statistics` (made when first read: a 1 ms map would pay for it)."""
         if self._stats is None and self._final is not None:
-            backend, workers, c, replaced, choice = self._final
-            self._stats = Statistics(backend, workers, c.items_done, c.items_failed, c.chunks,
-                                     c.calls, replaced, choice)
+            self._stats = Statistics(*self._final)
         return self._stats
 
 
@@ -377,8 +375,10 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *, backend: str = "a
     finally:
         ex.shutdown(wait=ok, cancel_futures=not ok, kill=not ok)
     out.choice = ex.choice
-    # the executor is shut down: its final tallies, for .stats
-    out._final = (ex._last_backend, ex._last_workers, ex._counters,
-                  sum(b.workers_replaced for b in ex._backends.values()) if ex._backends else 0,
-                  ex._choice)
+    # the executor is shut down: its final tallies, for .stats (plain values: the
+    # results pickle)
+    c = ex._counters
+    out._final = (ex._last_backend, ex._last_workers, c.items_done, c.items_failed, c.chunks,
+                  c.calls, sum(b.workers_replaced for b in ex._backends.values())
+                  if ex._backends else 0, ex._choice)
     return out
