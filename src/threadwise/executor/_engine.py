@@ -216,25 +216,6 @@ def _item_of(exc: BaseException, fn: Callable[[Any], Any]) -> Any:
     return _NO_ITEM
 
 
-def record_failure(run: MapRun, e: Exception, index: int, item: Any, dest: List[Any],
-                   before: int) -> None:
-    """fn raised ``e`` on item ``index`` in the calling thread, after ``before`` results
-    of the same ``extend`` landed in ``dest``: count them, then raise :class:`ItemError`
-    (``errors="raise"``) or put a :class:`Failure` in the item's place."""
-    f = _chunk.capture(e, index, "the calling thread")
-    fail = run.failure_of(f, item)
-    if item is _NO_ITEM:
-        fail = Failure(fail.index, fail.kind, fail.exception, fail.traceback, "?")
-    run.failures.append(fail)
-    with run.counters.lock:
-        run.counters.items_done += before + 1
-        run.counters.items_failed += 1
-    if run.errors == "raise":
-        err = run.raise_error()
-        raise err from e
-    dest.append(fail)
-
-
 def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[Any],
                  items: Optional[List[Any]] = None) -> Tuple[int, bool]:
     """Run up to ``n`` items of ``it`` in this thread, appending results to ``dest``.
@@ -258,8 +239,19 @@ def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[A
             dest.extend(map(fn, it if whole else islice(it, want)))
         except Exception as e:
             k = len(dest) - mark
-            record_failure(run, e, base + done + k,
-                           items[done + k] if items is not None else _item_of(e, fn), dest, k)
+            f = _chunk.capture(e, base + done + k, "the calling thread")
+            item = items[done + k] if items is not None else _item_of(e, fn)
+            fail = run.failure_of(f, item)
+            if item is _NO_ITEM:
+                fail = Failure(fail.index, fail.kind, fail.exception, fail.traceback, "?")
+            run.failures.append(fail)
+            with run.counters.lock:
+                run.counters.items_done += k + 1
+                run.counters.items_failed += 1
+            if run.errors == "raise":
+                err = run.raise_error()
+                raise err from e
+            dest.append(fail)
             done += k + 1
             continue
         got = len(dest) - mark

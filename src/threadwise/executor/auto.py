@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tup
 from . import _chunk
 from ._base import STARTUP_S, Backend, ChunkBroken, Choice, ItemError, default_start_method
 from ._cpus import cpu_count
-from ._engine import _item_of, MapRun, _Slot, record_failure, serial_batch
+from ._engine import MapRun, _Slot, serial_batch
 from ._gilmeter import SCHEDSTAT, GilMeter, gil_enabled, thread_sched
 
 PROBE_S = 0.03            # serial measuring time (at most)
@@ -199,7 +199,6 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
             return _tiny(total, True, it, known_t, 0, 0, None, None, " (measured on this "
                          "function's previous map)")
     cpus = cpu_count()
-    fn = run.fn
     clock = time.perf_counter
     cpu_clock = time.process_time
     # on Linux, the thread's own on-CPU and waiting-for-a-CPU times (the probe runs fn in
@@ -233,40 +232,26 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
     try:
         while True:
             if run.timeout is None:
-                # in this thread, straight into the results, with nothing on the way (no
-                # Future, no generator, no helper call: on tiny items these batches are the
-                # whole probe, and what runs around them its whole cost); the first
-                # SAMPLE_ITEMS items are kept, with their results, to price pickling them
+                # in this thread, straight into the results through the serial loop (no
+                # Future, no generator: on tiny items these batches are the whole probe);
+                # the first SAMPLE_ITEMS items are kept, with their results, to price
+                # pickling them
                 dest = sink if sink is not None else []
                 mark = len(dest)
-                keep = kept < SAMPLE_ITEMS
-                src = list(islice(it, batch)) if keep else islice(it, batch)
-                failed = False
+                src = list(islice(it, batch)) if kept < SAMPLE_ITEMS else None
                 t0 = clock()
                 try:
-                    try:
-                        dest.extend(map(fn, src))
-                    except Exception as e:
-                        failed = True
-                        _after_failure(run, e, it, base, batch, dest, mark,
-                                       src if keep else None)  # type: ignore[arg-type]
+                    got, exhausted = serial_batch(run, it if src is None else iter(src), base,
+                                                  batch, dest, src)
                 except ItemError:
                     # stop like a plain loop: the results before the failure, then the error
                     if sink is None and dest:
                         yield dest
                     raise
                 dt = clock() - t0
-                got = len(dest) - mark
-                exhausted = (len(src) if keep else got) < batch  # type: ignore[arg-type]
-                if not failed:
-                    counters = run.counters
-                    with counters.lock:
-                        counters.items_done += got
-                        counters.chunks += 1
-                    if run.progress is not None:
-                        run.progress.advance(got)
-                if keep:
-                    sample.append((src, dest, mark))  # type: ignore[arg-type]
+                if src is not None:
+                    exhausted = len(src) < batch
+                    sample.append((src, dest, mark))
                     kept += got
                 if sink is None and dest:
                     yield dest
@@ -553,22 +538,6 @@ def _tiny(rem: int, known: bool, rest: Iterator[Any], t: float, base: int, n: in
                        item_s=t, cpu_share=c, gil_held=g, sampled=n,
                        remaining=rem if known else None, predicted_s={"serial": rem * t}),
                 rest, base, rem if known else None, t)
-
-
-def _after_failure(run: MapRun, e: Exception, it: Iterator[Any], base: int, batch: int,
-                   dest: List[Any], mark: int, items: Optional[List[Any]]) -> None:
-    """A probe batch's fn raised ``e``: record it like the serial loop (count what ran,
-    raise :class:`ItemError` or put a Failure in its place) and run the rest of the batch
-    through the serial loop.  ``items``: the batch's items when they were kept."""
-    k = len(dest) - mark
-    if run.progress is not None:
-        run.progress.advance(k + 1)
-    record_failure(run, e, base + k, items[k] if items is not None else _item_of(e, run.fn),
-                   dest, k)
-    if items is not None:
-        serial_batch(run, iter(items[k + 1:]), base + k + 1, len(items) - k - 1, dest, items[k + 1:])
-    else:
-        serial_batch(run, it, base + k + 1, batch - k - 1, dest)
 
 
 def _probe_batch(run: MapRun, probe_backend: Backend, it: Iterator[Any], base: int, batch: int,
