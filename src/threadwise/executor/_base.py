@@ -125,7 +125,7 @@ class Choice:
                 "predicted_s": dict(self.predicted_s)}
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Statistics:
     """Observable state of an :class:`~threadwise.executor.Executor` (or of one ``pmap``)."""
 
@@ -137,14 +137,6 @@ class Statistics:
     calls: int                   # submit() calls
     workers_replaced: int        # dead, killed or abandoned workers replaced
     choice: Optional[Choice] = None
-
-    def __init__(self, backend: str, workers: int, items_done: int, items_failed: int,
-                 chunks: int, calls: int, workers_replaced: int,
-                 choice: Optional[Choice] = None) -> None:
-        # in one step, like Choice (pmap makes one per call)
-        self.__dict__.update(backend=backend, workers=workers, items_done=items_done,
-                             items_failed=items_failed, chunks=chunks, calls=calls,
-                             workers_replaced=workers_replaced, choice=choice)
 
 
 @dataclass

@@ -223,7 +223,8 @@ def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[A
     The fastest serial loop there is: ``dest.extend(map(fn, islice(it, n)))``: no list
     of inputs, no copy of the outputs (``list.extend`` keeps what it appended before an
     exception, so ``len(dest)`` locates the failing item; its value is taken from
-    ``items`` when ``it`` iterates that list, else read back from fn's frame).  Returns (items consumed, input exhausted).  ``errors="raise"``: raises
+    ``items`` when ``it`` iterates that list, else read back from fn's frame).
+    Returns (items consumed, input exhausted).  ``errors="raise"``: raises
     :class:`ItemError` with the results before the failure already in ``dest``.
     """
     fn = run.fn

@@ -182,12 +182,16 @@ class Executor(cf.Executor):
         return self._choice
 
     def statistics(self) -> Statistics:
+        return Statistics(*self._tallies())
+
+    def _tallies(self) -> Tuple[Any, ...]:
+        """:class:`Statistics`'s fields, as plain values."""
         c = self._counters
         with self._lock:
             replaced = sum(b.workers_replaced for b in self._backends.values())
         with c.lock:
-            return Statistics(self._last_backend, self._last_workers, c.items_done,
-                              c.items_failed, c.chunks, c.calls, replaced, self._choice)
+            return (self._last_backend, self._last_workers, c.items_done, c.items_failed,
+                    c.chunks, c.calls, replaced, self._choice)
 
     # -- concurrent.futures API -------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "cf.Future[Any]":  # type: ignore[override]
@@ -375,10 +379,5 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *, backend: str = "a
     finally:
         ex.shutdown(wait=ok, cancel_futures=not ok, kill=not ok)
     out.choice = ex.choice
-    # the executor is shut down: its final tallies, for .stats (plain values: the
-    # results pickle)
-    c = ex._counters
-    out._final = (ex._last_backend, ex._last_workers, c.items_done, c.items_failed, c.chunks,
-                  c.calls, sum(b.workers_replaced for b in ex._backends.values())
-                  if ex._backends else 0, ex._choice)
+    out._final = ex._tallies()  # plain values (the results pickle); Statistics when read
     return out
