@@ -29,8 +29,8 @@ from typing import Any, Dict, List, Optional
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from threadwise.executor import cpu_count, pmap  # noqa: E402
-from threadwise.target import workloads  # noqa: E402
-from threadwise.target.workloads import CATALOG  # noqa: E402
+from threadwise.bench.inside import workloads  # noqa: E402
+from threadwise.bench.inside.workloads import CATALOG  # noqa: E402
 
 ITEM_S = 0.002
 
@@ -86,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             context: Dict[str, Any] = {}
             if "echo" in wl.needs:
                 if echo is None:
-                    from threadwise.echo import EchoServer
+                    from threadwise.bench.echo import EchoServer
                     echo = EchoServer(delay_s=0.001).start()
                 context["echo"] = list(echo.address)
             if "tmpdir" in wl.needs:

@@ -36,7 +36,7 @@ from typing import Callable, List, Optional
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from threadwise.executor import cpu_count, pmap  # noqa: E402
-from threadwise.target.workloads import CATALOG  # noqa: E402
+from threadwise.bench.inside.workloads import CATALOG  # noqa: E402
 
 
 def calibrate(fn: Callable[..., int], size: int, target_s: float) -> int:

@@ -1,6 +1,6 @@
 """How close is the probe's "GIL held" / "GIL waited on" to the truth?
 
-Ground truth: the duty-cycle workload (threadwise.target.workloads.duty_cycle)
+Ground truth: the duty-cycle workload (threadwise.bench.inside.workloads.duty_cycle)
 with N threads (1..4) and duty d in {0, .25, .5, .75, 1}, instrumented so that
 every thread logs the wall-clock bounds of each spin phase and each wake-up.
 From those logs (see benchmarks/PROBE.md, "Ground truth"):
@@ -43,7 +43,7 @@ busy = period * duty
 idle = period - busy
 
 def worker(log):
-    # duty_cycle() from threadwise.target.workloads, plus a log of the phases:
+    # duty_cycle() from threadwise.bench.inside.workloads, plus a log of the phases:
     # (spin start, spin end, planned wake-up = spin end + idle)
     append = log.append
     for _ in range(periods):

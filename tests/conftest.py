@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from threadwise.interpreters import Interpreter
+from threadwise.bench.interpreters import Interpreter
 
 PY27 = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions/2.7.18/bin/python"
 
@@ -33,7 +33,7 @@ def py27():
 
 @pytest.fixture
 def echo():
-    from threadwise.echo import EchoServer
+    from threadwise.bench.echo import EchoServer
     with EchoServer() as e:
         yield e
 

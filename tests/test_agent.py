@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from threadwise.interpreters import Interpreter, describe, run_agent
-from threadwise.target import workloads as W
+from threadwise.bench.interpreters import Interpreter, describe, run_agent
+from threadwise.bench.inside import workloads as W
 from conftest import interpreter_params
 
 BACKENDS = [("serial", None), ("threads", None), ("processes", "fork"),

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from threadwise import claims, results
+from threadwise.bench import claims, results
 from conftest import cli
 
 

@@ -60,7 +60,7 @@ ALL = LOCAL + ["dask"]
 
 
 def _interpreters_available() -> bool:
-    from threadwise.executor.interpreters import available
+    from threadwise.executor.subinterpreters import available
     return available()[0]
 
 

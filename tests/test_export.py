@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from threadwise import environment, results, stats
+from threadwise import environment
+from threadwise.bench import results, stats
 from threadwise.report import export
 
 pyperf = pytest.importorskip("pyperf", reason="pyperf is not installed: pip install pyperf "

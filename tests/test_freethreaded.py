@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from threadwise.interpreters import Interpreter, describe
+from threadwise.bench.interpreters import Interpreter, describe
 from conftest import cli
 
 PY313T = "/opt/threadwise/py313t/bin/python3.13t"

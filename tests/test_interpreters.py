@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from threadwise.errors import InterpreterError, UsageError
-from threadwise.interpreters import Interpreter, describe, discover, gil_reenabled_by, run_agent
+from threadwise.bench.interpreters import Interpreter, describe, discover, gil_reenabled_by, run_agent
 
 
 def test_parse_env_prefix_and_label():
@@ -88,7 +88,7 @@ def test_discover_finds_this_python():
 
 def test_discover_reads_the_install_manifest(tmp_path, monkeypatch):
     import json
-    import threadwise.interpreters as I
+    import threadwise.bench.interpreters as I
     manifest = tmp_path / "interpreters.json"
     manifest.write_text(json.dumps({"my-python": [sys.executable, "-S"]}))
     monkeypatch.setattr(I, "MANIFEST", manifest)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from threadwise import claims, environment, results, stats
+from threadwise import environment
+from threadwise.bench import claims, results, stats
 from threadwise.errors import ThreadwiseError
 from threadwise.report import html, plots
 
@@ -33,7 +34,7 @@ TRICKY = '$x$ "q" & --> id="a" url(#b)'
 # --------------------------------------------------------------------------
 def _cell(interp, workload, backend, workers, per_s, baseline=None, start_method=None,
           label=None, warnings=(), tag="", per_task=False, gil=True, size=1000, tasks=4):
-    """A cell as the runner writes it, its numbers from threadwise.stats."""
+    """A cell as the runner writes it, its numbers from threadwise.bench.stats."""
     samples = [per_s * f for f in (1.0, 1.03, 0.98, 1.05, 1.01)]
     wall = stats.summarize(samples)
     cpu = stats.summarize([s * min(workers, 2) * (0.95 if gil is False else 0.5) for s in samples])

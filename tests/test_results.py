@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from threadwise import results
+from threadwise.bench import results
 from threadwise.errors import ResultsFileError
 
 

@@ -1,10 +1,11 @@
 """runner.py: planning, checksum verification, speedup, resume — with real agents."""
 import pytest
 
-from threadwise import environment, results
+from threadwise import environment
+from threadwise.bench import results
 from threadwise.errors import UsageError
-from threadwise.interpreters import Interpreter
-from threadwise.runner import BenchConfig, Runner, WorkloadSpec, _verify, plan
+from threadwise.bench.interpreters import Interpreter
+from threadwise.bench.runner import BenchConfig, Runner, WorkloadSpec, _verify, plan
 
 
 def _cfg(host, **kw):

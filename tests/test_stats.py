@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from threadwise import stats
+from threadwise.bench import stats
 
 
 def test_summary_fields():

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from threadwise.target import workloads as W
+from threadwise.bench.inside import workloads as W
 from conftest import PY27
 
 SMALL = {"cpu-python": 500, "cpu-objects": 20, "nbody": 20, "hashlib": 2, "hashlib-small": 5,

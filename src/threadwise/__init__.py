@@ -14,7 +14,7 @@ The public API, in three parts (everything else is internal)::
 
 The command line (``threadwise bench | claims | interpreters | probe | advise |
 report | export``) is in :mod:`threadwise.cli`; results files in
-:mod:`threadwise.results`.  Names load lazily, so ``import threadwise`` stays cheap.
+:mod:`threadwise.bench.results`.  Names load lazily, so ``import threadwise`` stays cheap.
 """
 from importlib import import_module
 from typing import Any

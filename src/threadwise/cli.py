@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------
 def _interpreters(args: argparse.Namespace) -> List[Any]:
-    from .interpreters import Interpreter
+    from .bench.interpreters import Interpreter
     if not args.python:
         return [Interpreter.current()]
     seen, out = set(), []
@@ -149,7 +149,7 @@ def _interpreters(args: argparse.Namespace) -> List[Any]:
 
 def _bench_config(args: argparse.Namespace) -> Any:
     from .environment import cores
-    from .runner import (DEFAULT_BACKENDS, DEFAULT_WORKLOADS, QUICK_BACKENDS, QUICK_WORKLOADS,
+    from .bench.runner import (DEFAULT_BACKENDS, DEFAULT_WORKLOADS, QUICK_BACKENDS, QUICK_WORKLOADS,
                          BenchConfig, WorkloadSpec)
     n = cores().usable
     names = [x for w in args.workload for x in _csv(w)] or list(
@@ -188,10 +188,11 @@ def _bench_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
-    from . import console as views
-    from . import environment, results
-    from .runner import Runner, plan
-    from .target.workloads import CATALOG
+    from .bench import console as views
+    from . import environment
+    from .bench import results
+    from .bench.runner import Runner, plan
+    from .bench.inside.workloads import CATALOG
     if args.list:
         for name, w in sorted(CATALOG.items()):
             console.print("[bold]%-14s[/] %-15s %s" % (name, w.kind, w.doc))
@@ -248,9 +249,10 @@ def _html(doc: Dict[str, Any], path: str, err: Console, source: Optional[str] = 
 
 def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
     from rich.markup import escape
-    from . import claims as claims_mod
-    from . import console as views
-    from . import environment, results
+    from .bench import claims as claims_mod
+    from .bench import console as views
+    from . import environment
+    from .bench import results
     interps = _interpreters(args)
     only = [x.upper() for x in args.only] if args.only else None
     if only:
@@ -298,12 +300,12 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
 
 
 def cmd_interpreters(args: argparse.Namespace, console: Console, err: Console) -> int:
-    from . import console as views
-    from .interpreters import _describe_row, discover
+    from .bench import console as views
+    from .bench.interpreters import _describe_row, discover
     if args.python:
         rows = []
         for text in args.python:
-            from .interpreters import Interpreter
+            from .bench.interpreters import Interpreter
             rows.extend(_describe_row(Interpreter.parse(text), not args.no_probe, args.timeout))
     else:
         with err.status("looking for interpreters and probing each for one second..."):

@@ -139,7 +139,7 @@ class Executor(cf.Executor):
         self._last_workers = self._workers or (default_workers(backend) if backend != "auto" else cpu_count())
         self._closed = False
         if backend == "interpreters":
-            from .interpreters import check_available
+            from .subinterpreters import check_available
             check_available()
         if backend == "dask":
             self._get("dask", self._workers or 0)
@@ -169,7 +169,7 @@ class Executor(cf.Executor):
             from .processes import ProcessBackend
             return ProcessBackend(workers, self._start_method)
         if name == "interpreters":
-            from .interpreters import InterpreterBackend
+            from .subinterpreters import InterpreterBackend
             return InterpreterBackend(workers)
         if name == "dask":
             from .dask import DaskBackend

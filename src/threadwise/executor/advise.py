@@ -177,7 +177,7 @@ def _gil_check(fn: Callable[[Any], Any], item: Any, duration: float, cores: int)
                 "longest_stall_s": h.longest_stall_s, "call_s": h.call_s, "calls": h.calls,
                 "method": "probe.holds_gil (%s)" % h.method, "note": h.note}
     try:
-        from ..target.gilcheck import gil_check
+        from ..bench.inside.gilcheck import gil_check
     except ImportError:  # pragma: no cover
         return {}
     try:
@@ -287,7 +287,7 @@ def advise(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: Optional[
                 r = BackendResult("processes", w, False, why)
             rows.append(r)
         elif b == "interpreters":
-            from .interpreters import available
+            from .subinterpreters import available
             ok, why = available()
             if ok:
                 rows.append(_measure("interpreters", "interpreters", w, fn, sample, wall, chunk, False))

@@ -13,7 +13,7 @@ executor use the answer):
    This is the verdict where available (CPython on Linux): it needs neither a
    second core nor a quiet machine.
 2. **The stall it causes** -- a pure-Python ticker thread counts while the calls
-   run (:func:`threadwise.target.gilcheck.gil_check`): the longest gap between
+   run (:func:`threadwise.bench.inside.gilcheck.gil_check`): the longest gap between
    two of its ticks is the longest time the call kept another thread from
    running Python, and its rate relative to running alone is the fallback
    verdict where the sampler can't run (PyPy, not Linux).
@@ -124,7 +124,7 @@ def check_call(fn: Callable[..., Any], args: tuple = (), kwargs: Optional[dict] 
                              call_s=per_call[len(per_call) // 2], calls=len(per_call),
                              ticker_share=None, samples=0, method="no GIL",
                              note="this interpreter runs without a GIL: no call can hold it")
-    from ..target.gilcheck import gil_check
+    from ..bench.inside.gilcheck import gil_check
 
     tick = gil_check(fn, args, kwargs, duration=duration, cores=_cores())
     sampled, why = _sampled_share(fn, args, kwargs, duration)

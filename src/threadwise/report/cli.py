@@ -43,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace, console: Any, err: Any) -> int:
-    from .. import results
+    from ..bench import results
     from . import html
     docs = [results.load(p) for p in args.results]
     html._check_writable(args.output)

@@ -30,7 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .. import __version__, results
+from .. import __version__
+from ..bench import results
 from ..errors import ThreadwiseError
 
 FORMATS = ("pyperf",)

@@ -36,7 +36,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .. import __version__, results
+from .. import __version__
+from ..bench import results
 from ..errors import ThreadwiseError
 from . import plots
 

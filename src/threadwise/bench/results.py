@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from . import __version__
-from .errors import ResultsFileError
+from .. import __version__
+from ..errors import ResultsFileError
 
 SCHEMA = "threadwise.results/1"
 CELL_REQUIRED = ("key", "interpreter", "workload", "backend", "workers", "status")

@@ -5,7 +5,7 @@ The socket workload talks to it as to a service on a network: with ``delay_s``
 client's time is spent waiting on the socket.  The convoy experiment uses no
 delay, so any latency it sees comes from the client side.
 
-It runs in its own process (``python -m threadwise.echo``), so its work never
+It runs in its own process (``python -m threadwise.bench.echo``), so its work never
 competes for the GIL of the process being measured; :class:`EchoServer` starts
 it, learns the port from its first line of output, and stops it.  asyncio
 serves every connection on one event loop, answering each read at once.
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Optional, Tuple
 
-from .errors import ThreadwiseError
+from ..errors import ThreadwiseError
 
 
 DELAY_S = 0.0  # set from argv: seconds the "service" takes before it answers
@@ -62,7 +62,7 @@ class EchoServer:
 
     def start(self) -> "EchoServer":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "threadwise.echo", "0", repr(self.delay_s)], stdout=subprocess.PIPE,
+            [sys.executable, "-m", "threadwise.bench.echo", "0", repr(self.delay_s)], stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.strip().isdigit():

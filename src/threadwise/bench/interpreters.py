@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .errors import InterpreterError, UsageError
+from ..errors import InterpreterError, UsageError
 
-TARGET_DIR = Path(__file__).parent / "target"
+TARGET_DIR = Path(__file__).parent / "inside"
 TARGET_FILES = ("__init__.py", "workloads.py", "agent.py", "gilcheck.py", "async_workloads.py")
 PREFIX = "@@tw "
 MANIFEST = Path(os.environ.get("THREADWISE_MANIFEST", "/opt/threadwise/interpreters.json"))
@@ -86,9 +86,10 @@ class Interpreter:
 
 
 def _sources() -> Dict[str, str]:
-    out = {"threadwise/__init__.py": "# agent package stub: the host's threadwise is not here\n"}
+    stub = "# agent package stub: the host's threadwise is not here\n"
+    out = {"threadwise/__init__.py": stub, "threadwise/bench/__init__.py": stub}
     for name in TARGET_FILES:
-        out["threadwise/target/" + name] = (TARGET_DIR / name).read_text(encoding="ascii")
+        out["threadwise/bench/inside/" + name] = (TARGET_DIR / name).read_text(encoding="ascii")
     return out
 
 
@@ -110,7 +111,7 @@ try:
     sys.path.insert(0, _d)
     CONFIG["agent_path"] = _d
     CONFIG.setdefault("tmpdir", _d)
-    from threadwise.target import agent
+    from threadwise.bench.inside import agent
     if __name__ == "__main__":
         agent.main(CONFIG)
 finally:

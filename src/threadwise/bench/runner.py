@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import environment, results, stats
+from .. import environment
+from . import results, stats
 from .echo import EchoServer
-from .errors import InterpreterError, UsageError
+from ..errors import InterpreterError, UsageError
 from .interpreters import Interpreter, describe, gil_reenabled_by, run_agent
-from .target import workloads as catalog
+from .inside import workloads as catalog
 
 BACKENDS = ("serial", "threads", "processes", "interpreters", "asyncio")
 START_METHODS = ("fork", "forkserver", "spawn")

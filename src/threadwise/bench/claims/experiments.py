@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import results
-from .echo import EchoServer
-from .environment import cores
-from .errors import InterpreterError
-from .interpreters import Interpreter, run_agent
-from .runner import BenchConfig, Runner, WorkloadSpec, plan
+from .. import results
+from ..echo import EchoServer
+from ...environment import cores
+from ...errors import InterpreterError
+from ..interpreters import Interpreter, run_agent
+from ..runner import BenchConfig, Runner, WorkloadSpec, plan
 
 CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
 CLAIM_TEXT = {

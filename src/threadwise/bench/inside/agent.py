@@ -1,7 +1,7 @@
 """The agent: runs one cell inside a target interpreter and prints its samples.
 
 Runs INSIDE the target (CPython 3.8+, free-threaded CPython, PyPy, Jython 2.7):
-standard library only, valid Python 2.7.  The host (``threadwise.interpreters``)
+standard library only, valid Python 2.7.  The host (``threadwise.bench.interpreters``)
 sends a small bootstrap on stdin that writes these files into a temporary
 directory, puts it on ``sys.path`` and calls :func:`main` with a config dict.
 Nothing is installed into the target.
@@ -411,7 +411,7 @@ _SUBINTERP_CODE = """
 import sys, json
 if TW_PATH not in sys.path:
     sys.path.insert(0, TW_PATH)
-from threadwise.target import workloads as W
+from threadwise.bench.inside import workloads as W
 W.CONTEXT.update(json.loads(TW_CONTEXT))
 _fn = W.get(TW_WORKLOAD).fn
 _params = json.loads(TW_PARAMS)
@@ -435,7 +435,7 @@ class InterpreterBackend(SerialBackend):
         self.interps = [mod.create() for _ in range(self.cfg["workers"])]
         self.tmp = self.cfg["tmpdir"]
         for i in self.interps:
-            getattr(i, "exec")("import sys\nsys.path.insert(0, %r)\nfrom threadwise.target import workloads\n"
+            getattr(i, "exec")("import sys\nsys.path.insert(0, %r)\nfrom threadwise.bench.inside import workloads\n"
                    % self.cfg["agent_path"])
         return _clock() - t0
 
