@@ -4,7 +4,7 @@ import json
 import pytest
 
 from threadwise.bench import results
-from threadwise.errors import ResultsFileError
+from threadwise.errors import OutputError, ResultsFileError
 
 
 def _doc():
@@ -52,9 +52,9 @@ def test_missing_file(tmp_path):
 
 def test_check_writable(tmp_path):
     results.check_writable(tmp_path / "ok.json")
-    with pytest.raises(ResultsFileError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         results.check_writable(tmp_path / "no" / "dir" / "r.json")
-    with pytest.raises(ResultsFileError, match="directory"):
+    with pytest.raises(OutputError, match="directory"):
         results.check_writable(tmp_path)
 
 

@@ -34,5 +34,9 @@ class ResultsFileError(ThreadwiseError, ValueError):
     """A results file that can't be read, is truncated, or has another schema."""
 
 
+class OutputError(ThreadwiseError):
+    """An output file (results, report, export) that can't be written."""
+
+
 class InterpreterError(ThreadwiseError):
     """A target interpreter that doesn't exist, crashes, hangs or prints garbage."""

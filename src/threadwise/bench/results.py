@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from .. import __version__
+from .. import _io
 from ..errors import ResultsFileError
 
 SCHEMA = "threadwise.results/1"
@@ -112,37 +112,14 @@ def validate(doc: Any, name: str = "results") -> Dict[str, Any]:
 def check_writable(path: "str | os.PathLike[str]", what: str = "the results file",
                    example: str = "--output ./results.json") -> Path:
     """Fail before measuring (or rendering) anything if ``path`` can't be written."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    why = None
-    if p.is_dir():
-        why = "it is a directory"
-    elif not folder.is_dir():
-        why = "its folder %s does not exist" % folder
-    elif not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        why = "permission denied"
-    if why:
-        raise ResultsFileError("can't write %s %s: %s" % (what, p, why),
-                               "the output path is wrong or not writable by this user",
-                               "choose another path, e.g. %s" % example)
-    return p
+    return _io.check_writable(path, what, example)
 
 
 def save(doc: Dict[str, Any], path: "str | os.PathLike[str]") -> None:
     """Write atomically: a crash mid-write leaves the previous complete file."""
     p = Path(path)
     doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    folder = p.parent if str(p.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + p.name + ".", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, p)
-    except OSError as e:
-        raise ResultsFileError("can't write the results file %s: %s" % (p, e),
-                               "the disk is full or the path is not writable",
-                               "free space or choose another --output path")
+    _io.write_atomic(p, json.dumps(doc, indent=1) + "\n", "the results file", "--output ./results.json")
 
 
 def finished_keys(doc: Dict[str, Any]) -> set:

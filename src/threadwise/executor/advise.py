@@ -35,7 +35,8 @@ from . import _chunk
 from ._base import Failure, ItemError, check_fn, check_workers
 from ._cpus import cpu_count_explained
 from ._gilmeter import GilMeter, gil_enabled, thread_sched
-from .auto import GAIN, fmt_s, pct, threads_for, transfer_cost
+from .._format import fmt_s, pct
+from .auto import GAIN, threads_for, transfer_cost
 
 LOCAL_BACKENDS = ("threads", "processes", "interpreters")
 

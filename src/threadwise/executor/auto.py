@@ -38,6 +38,7 @@ from itertools import chain, islice
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 from . import _chunk
+from .._format import fmt_s, pct
 from ._base import STARTUP_S, Backend, ChunkBroken, Choice, ItemError, default_start_method
 from ._cpus import cpu_count
 from ._engine import MapRun, _Slot, serial_batch
@@ -57,23 +58,6 @@ LOOKAHEAD_ITEMS = 50_000
 TINY_WORK_S = 0.005       # less work than this left: serial, whatever the rest says
 GAIN = 0.9                # a backend must beat the next simpler one by 10%
 THREAD_ITEM_S = 2e-7      # per-item cost of the engine on threads (chunked)
-
-
-def fmt_s(s: Optional[float]) -> str:
-    """A duration for humans: 0.4 µs, 12 ms, 1.9 s."""
-    if s is None:
-        return "?"
-    if s < 1e-6:
-        return "%.2f µs" % (s * 1e6)
-    if s < 1e-3:
-        return "%.1f µs" % (s * 1e6) if s < 1e-4 else "%.0f µs" % (s * 1e6)
-    if s < 1.0:
-        return "%.1f ms" % (s * 1e3) if s < 1e-2 else "%.0f ms" % (s * 1e3)
-    return "%.1f s" % s
-
-
-def pct(x: Optional[float]) -> str:
-    return "?" if x is None else "%d%%" % round(100 * x)
 
 
 def transfer_cost(fn: Callable[[Any], Any], items: List[Any], results: List[Any]) -> Tuple[Optional[float], Optional[float], int, str]:

@@ -150,7 +150,7 @@ def print_advice(advice: Any, name: str = "fn") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .auto import fmt_s, pct
+    from .._format import fmt_s, pct
     console = Console()
     env = advice.environment
     t = Table(title="threadwise advise %s: %d items sampled%s" % (

@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..bench import results
+from .. import _io
 from ..errors import ThreadwiseError
 
 FORMATS = ("pyperf",)
@@ -186,19 +184,4 @@ def export(paths: Sequence[str], output: str, fmt: str = "pyperf") -> Tuple[int,
 
 
 def write_json(data: Dict[str, Any], output: str) -> None:
-    p = Path(output)
-    folder = p.parent if str(p.parent) else Path(".")
-    if p.is_dir() or not folder.is_dir():
-        raise ThreadwiseError("can't write %s: %s" % (p, "it is a directory" if p.is_dir()
-                                                       else "its folder %s does not exist" % folder),
-                              "the output path is wrong", "choose another -o path, e.g. ./pyperf.json")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + p.name + ".", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except OSError as e:
-        raise ThreadwiseError("can't write %s: %s" % (p, e), "the disk is full or the path is not writable",
-                              "free space or choose another -o path")
+    _io.write_atomic(output, json.dumps(data, indent=1) + "\n", "the pyperf export", "-o ./pyperf.json")

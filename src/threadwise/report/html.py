@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..bench import results
+from .. import _io
 from ..errors import ThreadwiseError
 from . import plots
 
@@ -259,7 +258,7 @@ def _scaling(cells: List[Cell], figs: _Figures) -> List[Dict[str, Any]]:
         for s in series.values():
             many = [(p.workers, p.speedup) for p in s.points if p.workers > 1]
             if len(many) >= 2:
-                from ..stats import amdahl_fit
+                from ..bench.stats import amdahl_fit
                 s.amdahl_p = amdahl_fit(many)
         has_serial = any(c.backend == "serial" for c in cs)
         extra = ", ".join(x for x in (scaling + " scaling" if scaling != "strong" else "", tag) if x)
@@ -908,14 +907,4 @@ def write_report(docs: List[Dict[str, Any]], path: str, sources: Optional[Sequen
     Written atomically (temp file + rename): a crash leaves the previous report."""
     p = _check_writable(path)
     page = render(docs, sources)
-    folder = p.parent if str(p.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + p.name + ".", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except OSError as e:
-        raise ThreadwiseError("can't write the HTML report %s: %s" % (p, e),
-                              "the disk is full or the path is not writable",
-                              "free space or choose another -o path")
+    _io.write_atomic(p, page, "the HTML report", "-o ./report.html")
