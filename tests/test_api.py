@@ -7,7 +7,7 @@ import threadwise
 EXPECTED = {"advise", "Advice", "pmap", "Executor", "Choice", "Statistics", "ItemError",
             "WorkerCrashedError", "ItemTimeoutError", "gil_monitor", "GilStats", "holds_gil",
             "GilHoldResult", "ThreadwiseError", "__version__", "GilMonitor", "ThreadStats",
-            "GilEnabledEvent"}
+            "GilEnabledEvent", "Failure", "MapResults"}
 
 
 def test_all_is_exactly_the_public_api():

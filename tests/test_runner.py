@@ -5,7 +5,9 @@ from threadwise import environment
 from threadwise.bench import results
 from threadwise.errors import UsageError
 from threadwise.bench.interpreters import Interpreter
-from threadwise.bench.runner import BenchConfig, Runner, WorkloadSpec, _verify, plan
+from threadwise.bench.config import BenchConfig, WorkloadSpec
+from threadwise.bench.plan import plan
+from threadwise.bench.runner import Runner, _verify
 
 
 def _cfg(host, **kw):
@@ -61,15 +63,15 @@ def test_run_writes_every_cell_and_speedups(host_python, tmp_path):
     doc = results.new_document(environment.host(), cfg.to_json())
     Runner(cfg, doc, str(out)).run(plan(cfg))
     d = results.load(out)
-    assert len(d["cells"]) == 5
-    for c in d["cells"]:
-        assert c["status"] == "ok", c.get("error")
-        assert c["checksums_ok"] and c["wall_s"]["ci95"][0] <= c["wall_s"]["median"] <= c["wall_s"]["ci95"][1]
-        assert c["speedup"] > 0 and c["parallelism"] > 0
-    serial = [c for c in d["cells"] if c["backend"] == "serial"][0]
-    assert serial["speedup"] == 1.0 and serial["size"] > 0
-    assert all(c["size"] == serial["size"] for c in d["cells"])   # calibrated once, reused
-    assert d["interpreters"]["host"]["implementation"] == "CPython"
+    assert len(d.cells) == 5
+    for c in d.cells:
+        assert c.status == "ok", c.error
+        assert c.checksums_ok and c.wall_s.ci95[0] <= c.wall_s.median <= c.wall_s.ci95[1]
+        assert c.speedup > 0 and c.parallelism > 0
+    serial = [c for c in d.cells if c.backend == "serial"][0]
+    assert serial.speedup == 1.0 and serial.size > 0
+    assert all(c.size == serial.size for c in d.cells)   # calibrated once, reused
+    assert d.interpreters["host"].implementation == "CPython"
 
 
 def test_resume_skips_finished_cells(host_python, tmp_path):
@@ -81,28 +83,28 @@ def test_resume_skips_finished_cells(host_python, tmp_path):
     doc = results.load(out)
     started = []
     Runner(cfg, doc, str(out), on_start=lambda s: started.append(s.key)).run(
-        specs, skip=results.finished_keys(doc))
+        specs, skip=doc.finished_keys())
     assert started == [specs[1].key]
-    assert len(results.load(out)["cells"]) == 2
+    assert len(results.load(out).cells) == 2
 
 
 def test_broken_interpreter_is_reported_and_others_measured(host_python, tmp_path):
     missing = Interpreter.parse("no-such-python-3.99")
     cfg = _cfg(host_python, interpreters=[missing, host_python], backends=["threads"], workers=[2])
     doc = results.new_document(environment.host(), cfg.to_json())
-    Runner(cfg, doc, None).run(plan(cfg))
-    bad = [c for c in doc["cells"] if c["interpreter"] == missing.label]
-    good = [c for c in doc["cells"] if c["interpreter"] == "host"]
-    assert bad and all(c["status"] == "error" and "could not be started" in c["error"] for c in bad)
-    assert good and all(c["status"] == "ok" for c in good)
-    assert "error" in doc["interpreters"][missing.label]
+    doc = Runner(cfg, doc, None).run(plan(cfg))
+    bad = [c for c in doc.cells if c.interpreter == missing.label]
+    good = [c for c in doc.cells if c.interpreter == "host"]
+    assert bad and all(c.status == "error" and "could not be started" in c.error for c in bad)
+    assert good and all(c.status == "ok" for c in good)
+    assert doc.interpreters[missing.label].error
 
 
 def test_weak_scaling(host_python):
     cfg = _cfg(host_python, backends=["threads"], workers=[2], scaling="weak", tasks_per_worker=1,
                workloads=[WorkloadSpec("sleep")])
     doc = results.new_document(environment.host(), cfg.to_json())
-    Runner(cfg, doc, None).run(plan(cfg))
-    t = [c for c in doc["cells"] if c["backend"] == "threads"][0]
-    assert t["tasks"] == 2 and t["status"] == "ok"
-    assert 1.3 < t["speedup"] < 2.6     # twice the sleeping in about the same time
+    doc = Runner(cfg, doc, None).run(plan(cfg))
+    t = [c for c in doc.cells if c.backend == "threads"][0]
+    assert t.tasks == 2 and t.status == "ok"
+    assert 1.3 < t.speedup < 2.6     # twice the sleeping in about the same time

@@ -9,22 +9,63 @@ The public API, in three parts (everything else is internal)::
     run it the way that wins
                             pmap(fn, items, backend="auto")    a parallel map
                             Executor(backend="auto")           a concurrent.futures.Executor
+    results                 MapResults (pmap's list, with .choice and .stats), Failure
+                            (an item's place with errors="collect"), Choice, Statistics
     errors                  ThreadwiseError (what happened, the likely cause, the fix),
                             ItemError, WorkerCrashedError, ItemTimeoutError
 
 The command line (``threadwise bench | claims | interpreters | probe | advise |
 report | export``) is in :mod:`threadwise.cli`; results files in
-:mod:`threadwise.bench.results`.  Names load lazily, so ``import threadwise`` stays cheap.
+:mod:`threadwise.bench.results`.  Names load lazily (``__getattr__``; type
+checkers read the imports under ``TYPE_CHECKING``), so ``import threadwise``
+stays cheap.
 """
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any, Dict, List
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads each on first use
+    from threadwise.errors import ThreadwiseError
+    from threadwise.executor import (Advice, Choice, Executor, Failure, ItemError,
+                                     ItemTimeoutError, MapResults, Statistics,
+                                     WorkerCrashedError, pmap)
+    # from its module: in threadwise.executor "advise" names both the function and
+    # the submodule, and mypy reports importing it from there as a redefinition
+    from threadwise.executor.advise import advise
+    from threadwise.probe import (GilEnabledEvent, GilHoldResult, GilMonitor, GilStats,
+                                  ThreadStats, gil_monitor, holds_gil)
+
+# Literal, so that static tools read it; tests/test_public_api.py checks that it,
+# the imports above and _EXPORTS below name the same things.
+__all__ = [
+    "Advice",
+    "Choice",
+    "Executor",
+    "Failure",
+    "GilEnabledEvent",
+    "GilHoldResult",
+    "GilMonitor",
+    "GilStats",
+    "ItemError",
+    "ItemTimeoutError",
+    "MapResults",
+    "Statistics",
+    "ThreadStats",
+    "ThreadwiseError",
+    "WorkerCrashedError",
+    "__version__",
+    "advise",
+    "gil_monitor",
+    "holds_gil",
+    "pmap",
+]
+
+_EXPORTS: Dict[str, str] = {
     "advise": "threadwise.executor", "Advice": "threadwise.executor",
     "pmap": "threadwise.executor", "Executor": "threadwise.executor",
     "Choice": "threadwise.executor", "Statistics": "threadwise.executor",
+    "MapResults": "threadwise.executor", "Failure": "threadwise.executor",
     "ItemError": "threadwise.executor", "WorkerCrashedError": "threadwise.executor",
     "ItemTimeoutError": "threadwise.executor",
     "gil_monitor": "threadwise.probe", "GilStats": "threadwise.probe",
@@ -34,17 +75,16 @@ _EXPORTS = {
     "ThreadwiseError": "threadwise.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error, not Any
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError("module 'threadwise' has no attribute %r" % name)
+        value = getattr(import_module(module), name)
+        globals()[name] = value
+        return value
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError("module 'threadwise' has no attribute %r" % name)
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list:
+def __dir__() -> List[str]:
     return sorted(list(globals()) + list(_EXPORTS))

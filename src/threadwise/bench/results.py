@@ -1,26 +1,16 @@
-"""The results file: schema ``threadwise.results/1``, load, validate, save, merge.
+"""The results file: read, check and write a :class:`~threadwise.bench.model.ResultsDocument`.
 
-One JSON document, rewritten atomically (temp file + rename) after every
-finished cell, so a run stopped by Ctrl-C or a crash keeps every cell it
-finished and ``--resume`` skips them::
+One JSON document, rewritten atomically (temp file + rename, :mod:`threadwise._io`)
+after every finished cell, so a run stopped by Ctrl-C or a crash keeps every cell
+it finished and ``--resume`` skips them::
 
-    {"schema": "threadwise.results/1",
-     "threadwise": "0.1.0", "created": ..., "updated": ...,
-     "environment": {host facts: cpu_model, usable_cores, cores{derivation}, load_avg, ...},
-     "interpreters": {label: {implementation, version, free_threaded, gil_enabled,
-                              switch_interval_s, start_methods, subinterpreters, ...}},
-     "config": {the options of the run},
-     "cells": [cell, ...],
-     "experiments": {"convoy": [...], "gilcheck": [...], ...},   (claims only)
-     "claims": [{"id", "claim", "verdict", "summary", "evidence"}, ...]  (claims only)}
+    path --load()--> bytes (<= MAX_BYTES) --json--> dict --ResultsDocument.from_json--> model
+    model --save()--> to_json --> JSON text --> write_atomic(path)
 
-A cell (see docs/results-schema.md for every field)::
-
-    {"key", "interpreter", "command", "workload", "params", "backend", "workers",
-     "start_method", "scaling", "tasks", "size", "status": "ok"|"error"|"unsupported",
-     "wall_s": {"median", "ci95": [lo, hi], "mean", "stdev", "min", "max", "samples", ...},
-     "cpu_s": {...}, "speedup", "speedup_ci95", "parallelism", "startup_s",
-     "warnings": [...], "checksums_ok", ...}
+The model (fields, schema history) is in :mod:`threadwise.bench.model`; every field is
+described in docs/results-schema.md.  A file that is missing, empty, binary, not JSON,
+too big, too deep, of another schema or with a wrong field raises
+:class:`~threadwise.errors.ResultsFileError` (exit status 2 at the command line).
 """
 from __future__ import annotations
 
@@ -28,14 +18,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Optional
 
-from .. import __version__
-from .. import _io
+from .. import __version__, _io
 from ..errors import ResultsFileError
+from .model import SCHEMA, Environment, ResultsDocument
 
-SCHEMA = "threadwise.results/1"
-CELL_REQUIRED = ("key", "interpreter", "workload", "backend", "workers", "status")
+#: a results file larger than this is not one threadwise wrote (a full claims run is ~1 MB)
+MAX_BYTES = 256 * 1024 * 1024
+
+__all__ = ["SCHEMA", "cell_key", "check_writable", "load", "loads", "new_document", "save"]
 
 
 def cell_key(interpreter: str, workload: str, backend: str, workers: int,
@@ -47,66 +39,59 @@ def cell_key(interpreter: str, workload: str, backend: str, workers: int,
                      start_method or "-", scaling])
 
 
-def new_document(environment: Dict[str, Any], config: Dict[str, Any]) -> Dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return {"schema": SCHEMA, "threadwise": __version__, "created": now, "updated": now,
-            "environment": environment, "interpreters": {}, "config": config,
-            "cells": [], "experiments": {}, "claims": []}
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def load(path: "str | os.PathLike[str]") -> Dict[str, Any]:
-    """Read and validate a results file; ResultsFileError says what is wrong with it."""
+def new_document(environment: Dict[str, Any], config: Dict[str, Any]) -> ResultsDocument:
+    """An empty document for a new run."""
+    t = now()
+    return ResultsDocument(schema=SCHEMA, threadwise=__version__, created=t, updated=t,
+                           environment=Environment.from_json(environment), config=config)
+
+
+def load(path: "str | os.PathLike[str]") -> ResultsDocument:
+    """Read and check a results file; ResultsFileError says what is wrong with it."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ResultsFileError("results file %s does not exist" % p,
                                "the path is mistyped, or the run that should write it never started",
-                               "check the path (ls %s)" % (p.parent or "."))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultsFileError("results file %s can't be read: %s" % (p, e),
-                               "it is not a text file, or permissions forbid reading it",
+                               "check the path (ls %s)" % (p.parent or ".")) from None
+    except OSError as e:
+        raise ResultsFileError("results file %s can't be read: %s" % (p, e.strerror or e),
+                               "it is a folder, or permissions forbid reading it",
+                               "pass a JSON file written by threadwise bench/claims --output") from None
+    if len(data) > MAX_BYTES:
+        raise ResultsFileError("results file %s is larger than %d MiB" % (p, MAX_BYTES >> 20),
+                               "it is not a file threadwise wrote (a full claims run is about 1 MB)",
                                "pass a JSON file written by threadwise bench/claims --output")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ResultsFileError("results file %s is not UTF-8 text (byte %d)" % (p, e.start),
+                               "it is a binary file, or text in another encoding",
+                               "pass a JSON file written by threadwise bench/claims --output") from None
     if not text.strip():
         raise ResultsFileError("results file %s is empty" % p,
                                "the run that wrote it was killed before its first cell finished, "
                                "or it is not a threadwise file",
                                "delete it and run threadwise bench --output %s again" % p)
+    return loads(text, str(p))
+
+
+def loads(text: str, name: str = "results") -> ResultsDocument:
+    """A document from JSON text (``name`` is used in messages)."""
     try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise ResultsFileError("results file %s is not valid JSON (%s)" % (p, e),
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ResultsFileError("results file %s is not valid JSON (%s)" % (name, why),
                                "it was truncated (disk full, an editor) or is not a threadwise file",
-                               "restore it from a copy, or delete it and measure again")
-    return validate(doc, str(p))
-
-
-def validate(doc: Any, name: str = "results") -> Dict[str, Any]:
-    if not isinstance(doc, dict) or "schema" not in doc:
-        raise ResultsFileError("%s is not a threadwise results file (no \"schema\" field)" % name,
-                               "it is some other JSON document",
-                               "pass a file written by threadwise bench/claims --output")
-    schema = doc.get("schema")
-    if schema != SCHEMA:
-        raise ResultsFileError(
-            "%s has schema %r; this threadwise (%s) reads %r" % (name, schema, __version__, SCHEMA),
-            "it was written by another version of threadwise, or by another tool",
-            "measure again with this version, or use the threadwise version that wrote it")
-    cells = doc.get("cells")
-    if not isinstance(cells, list):
-        raise ResultsFileError("%s has no \"cells\" list" % name, "it was edited or truncated",
-                               "measure again")
-    for i, c in enumerate(cells):
-        missing = [k for k in CELL_REQUIRED if not isinstance(c, dict) or k not in c]
-        if missing:
-            raise ResultsFileError("%s: cell %d lacks %s" % (name, i, ", ".join(missing)),
-                                   "the file was edited by hand or written by a broken run",
-                                   "remove that cell or measure again")
-    doc.setdefault("interpreters", {})
-    doc.setdefault("experiments", {})
-    doc.setdefault("claims", [])
-    doc.setdefault("environment", {})
-    return doc
+                               "restore it from a copy, or delete it and measure again") from None
+    return ResultsDocument.from_json(raw, name)
 
 
 def check_writable(path: "str | os.PathLike[str]", what: str = "the results file",
@@ -115,41 +100,11 @@ def check_writable(path: "str | os.PathLike[str]", what: str = "the results file
     return _io.check_writable(path, what, example)
 
 
-def save(doc: Dict[str, Any], path: "str | os.PathLike[str]") -> None:
-    """Write atomically: a crash mid-write leaves the previous complete file."""
-    p = Path(path)
-    doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _io.write_atomic(p, json.dumps(doc, indent=1) + "\n", "the results file", "--output ./results.json")
-
-
-def finished_keys(doc: Dict[str, Any]) -> set:
-    """Keys of the cells a resumed run must not measure again."""
-    return {c["key"] for c in doc.get("cells", []) if c.get("status") in ("ok", "unsupported")}
-
-
-def add_cell(doc: Dict[str, Any], cell: Dict[str, Any]) -> None:
-    """Add or replace (same key) a cell."""
-    doc["cells"] = [c for c in doc["cells"] if c.get("key") != cell["key"]] + [cell]
-
-
-def merge(docs: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
-    """One document from several (the report's input); later cells win on equal keys."""
-    docs = list(docs)
-    if not docs:
-        raise ValueError("merge() needs at least one document")
-    out = json.loads(json.dumps(docs[0]))
-    for d in docs[1:]:
-        out["interpreters"].update(d.get("interpreters", {}))
-        for c in d.get("cells", []):
-            add_cell(out, c)
-        for k, v in d.get("experiments", {}).items():
-            out["experiments"].setdefault(k, []).extend(v if isinstance(v, list) else [v])
-        if d.get("claims"):
-            out["claims"] = d["claims"]
-    return out
-
-
-def ok_cells(doc: Dict[str, Any], **match: Any) -> List[Dict[str, Any]]:
-    """Cells with status ok whose fields equal ``match``."""
-    return [c for c in doc.get("cells", []) if c.get("status") == "ok"
-            and all(c.get(k) == v for k, v in match.items())]
+def save(doc: ResultsDocument, path: "str | os.PathLike[str]") -> ResultsDocument:
+    """Write atomically (a crash mid-write leaves the previous complete file); returns the
+    document with its ``updated`` time set."""
+    from dataclasses import replace
+    doc = replace(doc, updated=now())
+    _io.write_atomic(path, json.dumps(doc.to_json(), indent=1) + "\n", "the results file",
+                     "--output ./results.json")
+    return doc

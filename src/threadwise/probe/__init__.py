@@ -7,7 +7,7 @@ one call.  Method and accuracy: ``benchmarks/PROBE.md``.
 Names are loaded on first use (PEP 562), so that ``threadwise probe`` starts
 the wrapped program without first importing what only the library needs.
 """
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 __all__ = [
     "gil_monitor",
@@ -37,15 +37,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .stats import GilEnabledEvent, GilStats, ThreadStats
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError("module 'threadwise.probe' has no attribute %r" % name)
-    import importlib
-    value = getattr(importlib.import_module("." + module, __name__), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error, not Any
+    def __getattr__(name: str) -> Any:
+        module = _WHERE.get(name)
+        if module is None:
+            raise AttributeError("module 'threadwise.probe' has no attribute %r" % name)
+        import importlib
+        value = getattr(importlib.import_module("." + module, __name__), name)
+        globals()[name] = value
+        return value
 
 
-def __dir__():
+def __dir__() -> List[str]:
     return sorted(list(globals()) + list(_WHERE))

@@ -48,6 +48,8 @@ Invariants relied on: ``locked`` and ``last_holder`` are plain aligned words
 ``cond``/``mutex``/``switch_cond``/``switch_mutex`` (glibc and musl alike), so
 the first syscall argument names the lock it waits for.
 """
+from __future__ import annotations  # annotations are for mypy only: never evaluated here
+
 import os
 import random
 import struct
@@ -176,9 +178,9 @@ class ProcSampler(object):
         self.samples = 0
         self.w_total = 0.0  # sum of sample weights (1 each when not adaptive)
         self.w2_total = 0.0
-        self.held = 0
-        self.wait_any = 0
-        self.waiters = 0
+        self.held: float = 0  # weighted sample counts (ints unless adaptive)
+        self.wait_any: float = 0
+        self.waiters: float = 0
         self.wait_checked = 0
         self.switch_first = None
         self.switch_last = None
@@ -193,8 +195,8 @@ class ProcSampler(object):
         self._pypy_holder = None
         self._pypy_switch = 0
         self.gil = None
-        self.memfd = None
-        self.addr = None
+        self.memfd: int | None = None
+        self.addr: int | None = None
         self.attach_gil(gil)
         self._initial = bool(count_cpu_from_now)
         self.refresh()
@@ -264,18 +266,21 @@ class ProcSampler(object):
     def sample(self):
         """Take one sample now; returns False once the process is gone."""
         t = _clock()
+        memfd, addr = self.memfd, self.addr
+        assert memfd is not None and addr is not None, "sample() needs usable()"
+        failure: OSError | None = None
         try:
-            data = os.pread(self.memfd, self.fmt.size, self.addr)
+            data = os.pread(memfd, self.fmt.size, addr)
         except OSError as exc:
-            data = exc
-        if len(data) != self.fmt.size if isinstance(data, bytes) else True:
+            data, failure = b"", exc
+        if failure is not None or len(data) != self.fmt.size:
             # an exiting process has no memory left to read
             if not os.path.exists(self.task_dir):
                 self.gone = True
                 return False
             self.errors += 1
             if self.errors > 3:
-                self.error = "reading the GIL failed: %s" % (data if not isinstance(data, bytes) else "short read")
+                self.error = "reading the GIL failed: %s" % (failure if failure is not None else "short read")
                 self.gone = True
                 return False
             return True
@@ -574,7 +579,7 @@ def _subprocess_main():
             line, buf = buf.split(b"\n", 1)
             yield line
 
-    wait = [None]
+    wait: list[float | None] = [None]  # select()'s timeout for the next line
     feed = lines()
     boost_priority()
     cfg = json.loads(next(feed).decode("utf-8"))

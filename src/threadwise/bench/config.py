@@ -1,0 +1,188 @@
+"""A benchmark run's options, every one checked once, where the config is made.
+
+    command line (bench/cli.py) --from_args()--+
+    claims' experiments ------------------------+--> BenchConfig (checked in __post_init__)
+    a resumed results file's "config" ----------+          --plan()--> cells to measure
+
+Every number must be finite and in its range (``--timeout nan``, ``--task-ms inf``,
+``--switch-interval -1``, ``--workers 100000`` are refused here, before anything
+starts); names must be known.  A bad option raises :class:`~threadwise.errors.UsageError`
+in three parts (exit status 2).  Nothing downstream checks options again.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..errors import UsageError
+from .inside import workloads as catalog
+from .interpreters import Interpreter
+
+BACKENDS = ("serial", "threads", "processes", "interpreters", "asyncio")
+START_METHODS = ("fork", "forkserver", "spawn")
+DEFAULT_WORKLOADS = ("cpu-python", "cpu-objects", "nbody", "hashlib", "zlib", "json",
+                     "regex", "sleep", "socket", "file-io")
+QUICK_WORKLOADS = ("cpu-python", "hashlib", "zlib", "json", "sleep", "socket")
+DEFAULT_BACKENDS = ("serial", "threads", "processes", "interpreters", "asyncio")
+QUICK_BACKENDS = ("serial", "threads", "processes", "asyncio")
+#: more workers than this in one cell is a typo, not a benchmark (each is a thread or process)
+MAX_WORKERS = 1024
+#: a size above this (in the workload's unit) would run for days
+MAX_SIZE = 10 ** 12
+
+
+def check_number(name: str, value: Any, low: float, high: float, example: str,
+                 low_open: bool = False) -> float:
+    """``value`` as a float, finite and in [low, high] (or (low, high]); else a UsageError."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    ok = math.isfinite(x) and (x > low if low_open else x >= low) and x <= high
+    if not ok:
+        raise UsageError("%s must be a number %s %g and <= %g, got %r"
+                         % (name, ">" if low_open else ">=", low, high, value),
+                         "it is not finite, or out of the range that makes sense",
+                         "e.g. %s" % example)
+    return x
+
+
+def check_int(name: str, value: Any, low: int, high: int, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError("%s must be >= %d%s, got %r"
+                         % (name, low, " and <= %d" % high if isinstance(value, int) and value > high
+                            else "", value),
+                         "a count is a whole number in a range this machine can run",
+                         "e.g. %s" % example)
+    return value
+
+
+@dataclass
+class WorkloadSpec:
+    name: str
+    params: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> "WorkloadSpec":
+        """``name`` or ``name:key=value,key=value`` (e.g. ``duty-cycle:duty=0.25``)."""
+        name, _, rest = text.partition(":")
+        name = name.strip()
+        if name not in catalog.CATALOG:
+            raise UsageError("unknown workload %r" % name,
+                             "it is not in the catalog",
+                             "choose from: %s" % ", ".join(sorted(catalog.CATALOG)))
+        params: Dict[str, Any] = {}
+        for item in filter(None, rest.split(",")):
+            k, eq, v = item.partition("=")
+            allowed = catalog.CATALOG[name].params
+            if not eq or k not in allowed:
+                raise UsageError("bad parameter %r for workload %s" % (item, name),
+                                 "parameters are key=value pairs among: %s"
+                                 % (", ".join(allowed) or "(this workload has none)"),
+                                 "e.g. duty-cycle:duty=0.25")
+            try:
+                params[k] = type(allowed[k])(v)
+            except ValueError:
+                raise UsageError("parameter %s=%r of workload %s is not a number" % (k, v, name),
+                                 "it must be a %s" % type(allowed[k]).__name__, "e.g. %s=0.25" % k)
+            if isinstance(params[k], float):
+                check_number("parameter %s of workload %s" % (k, name), params[k], 0.0, 1e6,
+                             "%s=0.25" % k)
+        return cls(name, params)
+
+    @property
+    def label(self) -> str:
+        return self.name + ("[%s]" % ",".join("%s=%s" % kv for kv in sorted(self.params.items()))
+                            if self.params else "")
+
+
+@dataclass
+class BenchConfig:
+    """The options of one run; checked when made (``__post_init__``)."""
+    interpreters: List[Interpreter]
+    workloads: List[WorkloadSpec]
+    backends: List[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
+    workers: List[int] = field(default_factory=list)
+    start_methods: List[Optional[str]] = field(default_factory=lambda: [None])
+    repeats: int = 5
+    warmups: int = 1
+    task_s: float = 0.1
+    tasks: Optional[int] = None
+    scaling: str = "strong"
+    tasks_per_worker: int = 2
+    timeout: float = 300.0
+    switch_interval: Optional[float] = None
+    sizes: Dict[str, int] = field(default_factory=dict)
+    #: processes backend: one message per task instead of one per worker and repeat
+    per_task: bool = False
+    #: distinguishes cells of the same workload measured for another purpose (e.g. "tiny")
+    tag: str = ""
+    #: modules the agent imports before measuring (to see, e.g., whether one turns the GIL on)
+    imports: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for b in self.backends:
+            if b not in BACKENDS:
+                raise UsageError("unknown backend %r" % b, "it is not one threadwise can run",
+                                 "choose from: %s" % ", ".join(BACKENDS))
+        for w in self.workers:
+            check_int("workers", w, 1, MAX_WORKERS, "--workers 1,2,4")
+        for m in self.start_methods:
+            if m is not None and m not in START_METHODS:
+                raise UsageError("unknown start method %r" % m, "multiprocessing knows fork, "
+                                 "forkserver and spawn", "e.g. --start-method spawn")
+        check_int("repeats", self.repeats, 1, 10000, "--repeats 5")
+        check_int("warm-ups", self.warmups, 0, 1000, "--warmups 1")
+        if self.scaling not in ("strong", "weak"):
+            raise UsageError("scaling must be strong or weak, got %r" % self.scaling, "",
+                             "--scaling strong")
+        if self.tasks is not None:
+            check_int("tasks", self.tasks, 1, 100000, "--tasks 4")
+        check_int("tasks per worker", self.tasks_per_worker, 1, 100000, "2")
+        self.task_s = check_number("--task-ms", self.task_s * 1000, 0, 3.6e6, "--task-ms 50",
+                                   low_open=True) / 1000
+        self.timeout = check_number("--timeout", self.timeout, 0, 86400 * 7, "--timeout 300",
+                                    low_open=True)
+        if self.switch_interval is not None:
+            self.switch_interval = check_number("--switch-interval", self.switch_interval, 0, 3600,
+                                                "--switch-interval 0.005", low_open=True)
+        names = {w.name for w in self.workloads}
+        for k, v in self.sizes.items():
+            if k not in names:
+                raise UsageError("--size names workload %r, which this run does not measure" % k,
+                                 "a typo, or the workload is missing from --workload",
+                                 "choose among: %s" % ", ".join(sorted(names)))
+            check_int("--size %s" % k, v, 1, MAX_SIZE, "--size cpu-python=200000")
+
+    def task_count(self) -> int:
+        if self.tasks:
+            return self.tasks
+        ws = sorted(set(self.workers)) or [1]
+        lcm = reduce(lambda a, b: a * b // math.gcd(a, b), ws, 1)
+        return lcm if lcm <= 16 else max(ws) * 2
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"interpreters": [i.command for i in self.interpreters],
+                "workloads": [w.label for w in self.workloads], "backends": self.backends,
+                "workers": self.workers, "start_methods": self.start_methods,
+                "repeats": self.repeats, "warmups": self.warmups, "task_s": self.task_s,
+                "tasks": self.task_count(), "scaling": self.scaling,
+                "tasks_per_worker": self.tasks_per_worker, "timeout_s": self.timeout,
+                "switch_interval": self.switch_interval, "imports": self.imports}
+
+
+def parse_sizes(items: Sequence[str]) -> Dict[str, int]:
+    """``--size WORKLOAD=N`` options."""
+    sizes: Dict[str, int] = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not eq or not v.strip().isdigit() or int(v) < 1:
+            raise UsageError("bad --size %r" % item, "it must be WORKLOAD=N with N >= 1",
+                             "e.g. --size cpu-python=200000")
+        sizes[k.strip()] = int(v)
+    return sizes

@@ -1,0 +1,75 @@
+"""The matrix: a checked :class:`~threadwise.bench.config.BenchConfig` -> the cells to measure.
+
+    for each interpreter, for each workload:
+        serial x1 first (it calibrates the size and is every other cell's baseline)
+        then each backend x start method (processes only) x worker count
+
+Strong scaling keeps the total work fixed (every cell runs ``task_count()`` tasks);
+weak scaling gives each worker ``tasks_per_worker`` tasks.  asyncio is planned only
+for workloads with an async variant (the I/O ones).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from . import results
+from .config import BenchConfig, WorkloadSpec
+from .inside import workloads as catalog
+from .interpreters import Interpreter
+
+
+@dataclass
+class CellSpec:
+    """One cell to measure; ``key`` is its identity in the results file."""
+    interpreter: Interpreter
+    workload: WorkloadSpec
+    backend: str
+    workers: int
+    start_method: Optional[str]
+    scaling: str
+    tasks: int
+    per_task: bool = False
+    tag: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.key_for(self.backend, self.workers, self.start_method, self.per_task)
+
+    @property
+    def baseline_key(self) -> str:
+        return self.key_for("serial", 1, None, False)
+
+    def key_for(self, backend: str, workers: int, start_method: Optional[str],
+                per_task: bool) -> str:
+        return results.cell_key(self.interpreter.label, self.workload.name, backend, workers,
+                                start_method, self.scaling, self.workload.params) + \
+            ("|per-task" if per_task else "") + ("|" + self.tag if self.tag else "")
+
+    @property
+    def title(self) -> str:
+        m = "/" + self.start_method if self.start_method else ""
+        return "%s %s %s%s x%d" % (self.interpreter.label, self.workload.label, self.backend, m,
+                                   self.workers)
+
+
+def plan(cfg: BenchConfig) -> List[CellSpec]:
+    """Every cell of the matrix, the serial baseline first for each (interpreter, workload)."""
+    out: List[CellSpec] = []
+    for interp in cfg.interpreters:
+        for wl in cfg.workloads:
+            base_tasks = cfg.tasks_per_worker if cfg.scaling == "weak" else cfg.task_count()
+            out.append(CellSpec(interp, wl, "serial", 1, None, cfg.scaling, base_tasks, tag=cfg.tag))
+            for backend in cfg.backends:
+                if backend == "serial":
+                    continue
+                if backend == "asyncio" and catalog.CATALOG[wl.name].async_name is None:
+                    continue  # asyncio is for the I/O workloads only
+                methods = cfg.start_methods if backend == "processes" else [None]
+                for m in methods:
+                    for w in cfg.workers:
+                        tasks = w * cfg.tasks_per_worker if cfg.scaling == "weak" else cfg.task_count()
+                        out.append(CellSpec(interp, wl, backend, w, m, cfg.scaling, tasks,
+                                            per_task=cfg.per_task and backend == "processes",
+                                            tag=cfg.tag))
+    return out
