@@ -2,7 +2,9 @@
 
 Every check runs pyperf for real (``python -m pyperf stats`` / ``compare_to``) on
 the exported files: from a real ``threadwise bench`` run and from documents with
-the awkward labels a user may type into a results file.
+the awkward labels and numbers a user may type into a results file.  Documents are
+built as the JSON of a results file and read through the typed model
+(``ResultsDocument.from_json``), as ``threadwise export`` reads them.
 """
 import json
 import subprocess
@@ -12,6 +14,8 @@ import pytest
 
 from threadwise import environment
 from threadwise.bench import results, stats
+from threadwise.bench.model import ResultsDocument
+from threadwise.errors import ResultsFileError
 from threadwise.report import export
 
 pyperf = pytest.importorskip("pyperf", reason="pyperf is not installed: pip install pyperf "
@@ -27,6 +31,7 @@ def _cell(interp, workload, backend, workers, per_s, start_method=None, scaling=
           per_task=False, label=None, samples=None):
     samples = samples or [per_s * f for f in (1.0, 1.02, 0.99, 1.04, 1.01)]
     wall = stats.summarize(samples)
+    cpu = stats.summarize([s * 0.9 for s in samples])
     key = results.cell_key(interp, workload, backend, workers, start_method, scaling) + (
         "|" + tag if tag else "")
     return {"key": key, "interpreter": interp, "command": "/usr/bin/python3", "workload": workload,
@@ -34,12 +39,14 @@ def _cell(interp, workload, backend, workers, per_s, start_method=None, scaling=
             "start_method": start_method, "scaling": scaling, "tasks": 4, "size": 1000, "tag": tag,
             "per_task": per_task, "status": "ok", "error": None, "warnings": [],
             "load_avg_start": 0.25, "started": "2026-01-01T00:00:0%d+0000" % workers,
-            "wall_s": wall.to_json(), "speedup": 1.0, "speedup_ci95": [0.9, 1.1], "parallelism": 1.0}
+            "wall_s": wall.to_json(), "cpu_s": cpu.to_json(), "speedup": 1.0, "speedup_ci95": [0.9, 1.1], "parallelism": 1.0}
 
 
 def _doc(slower=1.0, extra=()):
-    doc = results.new_document(environment.host(), {"command": "test"})
-    doc["interpreters"] = {"py": {"implementation": "CPython", "version": "3.11.7", "gil_enabled": True,
+    """The JSON of a results file (as a user could edit it)."""
+    doc = results.new_document(environment.host(), {"command": "test"}).to_json()
+    doc["interpreters"] = {"py": {"command": sys.executable, "label": "py", "implementation": "CPython",
+                                  "version": "3.11.7", "gil_enabled": True,
                                   "executable": sys.executable}}
     doc["cells"] = [
         _cell("py", "cpu-python", "serial", 1, 0.2 * slower),
@@ -60,7 +67,7 @@ def _write(path, doc):
 
 
 def test_names_and_format(tmp_path):
-    suite, skipped = export.to_pyperf(_doc())
+    suite, skipped = export.to_pyperf(ResultsDocument.from_json(_doc()))
     names = [b["metadata"]["name"] for b in suite["benchmarks"]]
     assert names == ["py/cpu-python/serial/x1", "py/cpu-python/threads/x2", "py/cpu-python/processes/x2",
                      "py/cpu-python/processes/spawn/x2", "py/cpu-python/threads/x2/weak",
@@ -95,10 +102,17 @@ def test_hostile_labels_and_odd_values_still_load_in_pyperf(tmp_path, run_cli):
         _cell("py\n<script>", "cpu/python", "threads", 4, 0.1, label="  cpu/python\nx  "),  # same name
         _cell("py", "sleep", "threads", 8, 0.1),
         _cell("py", "empty", "threads", 8, 0.1),
+        _cell("py", "huge", "threads", 8, 0.1),
+        _cell("py", "some-huge", "threads", 8, 0.1),
+        _cell("py\x00\x1b[31mred\x07\u202e", "ctl\x1b]0;title\x07", "threads", 2, 0.1, tag="t\x9b1"),
     ]
-    # a hand-edited file: zero, negative, NaN, a string, a bool among the samples
-    odd[2]["wall_s"]["samples"] = [0.0, -1.0, 0.1, float("nan"), "0.5", True, 0.11]
+    odd[1]["key"] += "|again"                               # another cell, the same benchmark name
+    # a hand-edited file: zero, negative and subnormal samples are numbers, not timings
+    odd[2]["wall_s"]["samples"] = [0.0, -1.0, 0.1, 5e-324, 0.11]
     odd[3]["wall_s"]["samples"] = [0.0]
+    # valid JSON numbers that overflow pyperf's sums ("intermediate overflow in fsum")
+    odd[4]["wall_s"]["samples"] = [1e308, 1e308]
+    odd[5]["wall_s"]["samples"] = [0.1, 1e308, 0.12]
     doc = _doc(extra=odd)
     doc["environment"]["hostname"] = ""                      # pyperf rejects empty strings
     doc["environment"]["load_avg"] = [-1.0]
@@ -106,17 +120,58 @@ def test_hostile_labels_and_odd_values_still_load_in_pyperf(tmp_path, run_cli):
     out = tmp_path / "odd-pyperf.json"
     p = run_cli("export", str(src), "-o", str(out))
     assert p.returncode == 0, p.stderr
-    assert "left out" in p.stderr and "py/empty/threads/x8" in p.stderr
+    err = " ".join(p.stderr.split())
+    assert "left out" in err and "py/empty/threads/x8" in err and "py/huge/threads/x8" in err, err
+    assert "py/some-huge/threads/x8: 1 sample over" in err and "overflow" in err, err
     data = json.loads(out.read_text())
     names = [b["metadata"]["name"] for b in data["benchmarks"]]
     assert len(names) == len(set(names))
-    assert all("\n" not in n for n in names)
+    assert all(n.isprintable() for n in names), names        # no NUL, ESC, BEL, C1, bidi
     assert "py <script>/cpu\u2215python x/threads/x4" in names                # "/" can't fake a level
     assert "py <script>/cpu\u2215python x/threads/x4#2" in names
+    assert "py??red??/ctl?/threads/x2/t?1" in names
+    assert not any(n.startswith("py/huge/") or n.startswith("py/empty/") for n in names)
+    for b in data["benchmarks"]:                            # pyperf's own checks, in process
+        assert pyperf.Run(b["runs"][0]["values"], metadata=dict(b["metadata"], **b["runs"][0]["metadata"]),
+                          collect_metadata=False)
+        assert all(isinstance(v, str) is False or v.isprintable() for v in b["metadata"].values())
     sleep = next(b for b in data["benchmarks"] if b["metadata"]["name"] == "py/sleep/threads/x8")
     assert sleep["runs"][0]["values"] == [0.1, 0.11]
-    p = _pyperf("stats", str(out))
-    assert p.returncode == 0, p.stderr
+    some = next(b for b in data["benchmarks"] if b["metadata"]["name"] == "py/some-huge/threads/x8")
+    assert some["runs"][0]["values"] == [0.1, 0.12]
+    for args in (["stats", str(out)], ["show", "--metadata", str(out)], ["compare_to", str(out), str(out)]):
+        p = _pyperf(*args)
+        assert p.returncode == 0, p.stderr
+        assert "\x1b" not in p.stdout and "\x00" not in p.stdout
+
+
+@pytest.mark.parametrize("value,what", [(float("nan"), "not finite"), ("0.5", "expected a number"),
+                                        (True, "expected a number")])
+def test_samples_the_model_refuses_are_named(tmp_path, value, what):
+    doc = _doc()
+    doc["cells"][1]["wall_s"]["samples"].append(value)
+    with pytest.raises(ResultsFileError) as e:
+        results.loads(json.dumps(doc), "odd.json")
+    assert "odd.json.cells[1].wall_s.samples[5]" in str(e.value) and what in str(e.value)
+
+
+def test_a_file_the_model_refuses_fails_the_export_command(tmp_path, run_cli):
+    doc = _doc()
+    doc["cells"][1]["wall_s"]["samples"].append("0.5")
+    src, out = _write(tmp_path / "odd.json", doc), tmp_path / "out.json"
+    p = run_cli("export", str(src), "-o", str(out))
+    err = " ".join(p.stderr.split())
+    assert p.returncode == 2 and "odd.json" in err and "samples[5]" in err and "Fix:" in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("text,clean", [
+    ("plain", "plain"), ("a\nb\tc  d", "a b c d"), ("nul\x00", "nul?"),
+    ("\x1b[1;31mred\x1b[0m", "?red?"), ("bell\x07", "bell?"), ("del\x7f", "del?"),
+    ("c1\x9b", "c1?"), ("rtl\u202eevil", "rtl?evil"), ("esc\x1b", "esc?"), ("caf\u00e9 \u00d7", "caf\u00e9 \u00d7"),
+])
+def test_clean_text(text, clean):
+    assert export.clean_text(text) == clean
 
 
 def test_real_bench_run_exports(tmp_path, run_cli):
@@ -130,7 +185,7 @@ def test_real_bench_run_exports(tmp_path, run_cli):
     p = _pyperf("stats", str(out))
     assert p.returncode == 0, p.stderr
     doc = results.load(res)
-    for c in doc["cells"]:
+    for c in doc.cells:
         assert export.benchmark_name(c) in p.stdout
     p = _pyperf("compare_to", str(out), str(out))
     assert p.returncode == 0, p.stderr

@@ -5,6 +5,8 @@ no script -- at desktop and phone width, with screenshots under build/screenshot
 The documents are real results files: a tiny real ``threadwise bench`` run, and a
 document assembled with threadwise's own stats (summaries, speedups) and judged by
 threadwise's own claims.judge, with hostile labels in every place a user could edit.
+Each is written as JSON the way a user could edit it, and read back through the typed
+model (``ResultsDocument.from_json``), the only way into the report.
 """
 import copy
 import json
@@ -18,7 +20,9 @@ from markupsafe import escape
 
 from threadwise import environment
 from threadwise.bench import claims, results, stats
-from threadwise.errors import ThreadwiseError
+from threadwise.bench.claims.experiments import GILCHECK_CALLS
+from threadwise.bench.model import ResultsDocument
+from threadwise.errors import ResultsFileError, ThreadwiseError
 from threadwise.report import html, plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,9 +73,16 @@ def _interp_facts(label, impl, version, gil, free):
             "command": "/usr/bin/" + label, "label": label}
 
 
-def full_document():
-    """Every section of the page, two interpreters (one GIL-free), and hostile labels."""
-    doc = results.new_document(environment.host(), {"command": "test", "note": HOSTILE})
+def _judge(raw):
+    """threadwise's own verdicts on a raw document, as the JSON a results file holds
+    (through json: C8's evidence has integer keys, which JSON writes as text)."""
+    return json.loads(json.dumps([v.to_json() for v in claims.judge(ResultsDocument.from_json(raw))]))
+
+
+def full_raw():
+    """Every section of the page, two interpreters (one GIL-free), and hostile labels: the
+    JSON of a results file, as a user could edit it."""
+    doc = results.new_document(environment.host(), {"command": "test", "note": HOSTILE}).to_json()
     doc["environment"]["cpu_model"] = "CPU " + HOSTILE
     doc["environment"]["usable_cores"] = 4
     doc["environment"]["cores"] = {"usable": 4, "logical": 4, "physical": 4, "affinity": 4,
@@ -126,7 +137,7 @@ def full_document():
     convoy.append({"error": "the echo server went away " + HOSTILE, "interpreter": HOSTILE,
                    "config": {"pin": True, "cpu_threads": 1, "burner": "threads"}})
     gil = []
-    for call in claims.GILCHECK_CALLS:
+    for call in GILCHECK_CALLS:
         holds = call["workload"] in ("hashlib-small", "zlib", "json", "regex")
         gil.append({"label": call["label"], "workload": call["workload"], "lib": call["lib"], "holds": holds,
                     "ticker_share": 0.4 if holds else 0.9, "call_s": 1e-4, "calls": 100, "cores": 4,
@@ -136,7 +147,7 @@ def full_document():
         gil.append({"label": label, "workload": "x", "lib": HOSTILE, "holds": True, "ticker_share": 0.3,
                     "interpreter": "py-gil", "method": "ticker share (threshold 0.70)"})
     doc["experiments"] = {"convoy": convoy, "gilcheck": gil, "cores": 4}
-    doc["claims"] = claims.judge(doc)
+    doc["claims"] = _judge(doc)
     # a user edited one claim's text and added one of their own
     doc["claims"][0]["claim"] += " " + HOSTILE
     doc["claims"].append({"id": "X9", "claim": HOSTILE, "verdict": HOSTILE_IMG, "summary": TRICKY,
@@ -145,14 +156,21 @@ def full_document():
 
 
 def write(tmp_path, name, doc):
+    """``doc`` (a model document or its raw JSON) as a results file."""
     p = tmp_path / name
-    p.write_text(json.dumps(doc), encoding="utf-8")
+    p.write_text(json.dumps(doc.to_json() if isinstance(doc, ResultsDocument) else doc),
+                 encoding="utf-8")
     return p
 
 
 @pytest.fixture(scope="module")
-def full_doc():
-    return full_document()
+def full_json():
+    return full_raw()
+
+
+@pytest.fixture(scope="module")
+def full_doc(full_json):
+    return ResultsDocument.from_json(full_json)
 
 
 @pytest.fixture(scope="module")
@@ -187,19 +205,19 @@ def test_page_has_every_section_and_figure(full_page, full_doc):
     for section in ("claims", "scaling", "interpreters", "convoy", "gilcheck", "problems", "warnings",
                     "environment", "cells"):
         assert 'id="%s"' % section in page, section
-    model = html.build([full_doc])
+    view = html.build([full_doc])
     # a plot per (interpreter, workload) with a parallel cell, + comparison, convoy, gilcheck
-    groups = {(c["interpreter"], c["workload_label"], c.get("tag", "")) for c in full_doc["cells"]
-              if c["status"] == "ok" and c["backend"] != "serial"}
-    assert len(model["scaling"]) == len(groups)
-    assert len(model["figures"]) == len(groups) + 3
-    assert all(f["svg"] and not f["error"] for f in model["figures"])
-    assert page.count("<svg") == len(model["figures"])
+    groups = {(c.interpreter, c.label, c.tag) for c in full_doc.cells
+              if c.ok and c.backend != "serial"}
+    assert len(view.scaling) == len(groups)
+    assert len(view.figures) == len(groups) + 3
+    assert all(f.svg and not f.error for f in view.figures)
+    assert page.count("<svg") == len(view.figures)
     # the claims table lists every claim, each with a verdict badge
-    for v in full_doc["claims"]:
-        assert 'data-claim="%s"' % escape(v["id"]) in page
+    for v in full_doc.claims:
+        assert 'data-claim="%s"' % escape(v.id) in page
     table = page[page.index('id="verdicts"'):page.index("</table>", page.index('id="verdicts"'))]
-    assert table.count('class="badge v-') == len(full_doc["claims"])
+    assert table.count('class="badge v-') == len(full_doc.claims)
     assert 'class="badge v-unknown"' in table            # the user's made-up verdict
 
 
@@ -278,24 +296,67 @@ def test_missing_file_and_unwritable_output(tmp_path, run_cli):
         html.write_report([results.load(src)], str(tmp_path))      # a directory
 
 
-def test_hand_edited_numbers_do_not_break_the_page(tmp_path, full_doc):
-    doc = copy.deepcopy(full_doc)
+#: hand edits of the wrong type: the model refuses each, naming the field
+HAND_EDITS = [
+    (lambda d: d["cells"][1].update(speedup="fast"), "cells[1].speedup"),
+    (lambda d: d["cells"][2].update(wall_s="x"), "cells[2].wall_s"),
+    (lambda d: d["cells"][3].update(speedup_ci95=[None, "y"]), "cells[3].speedup_ci95[0]"),
+    (lambda d: d["cells"][4].update(workers="two"), "cells[4].workers"),
+    (lambda d: d["cells"][5]["wall_s"]["samples"].append(float("nan")), "cells[5].wall_s.samples[5]"),
+    (lambda d: d["experiments"]["gilcheck"][0].update(ticker_share="lots"),
+     "experiments.gilcheck[0].ticker_share"),
+    (lambda d: d["environment"].update(load_avg=["a", None]), "environment.load_avg[0]"),
+    (lambda d: d["interpreters"].update({"py-gil": "not a dict"}), "interpreters.py-gil"),
+    (lambda d: d["claims"].append("not a dict"), "claims["),
+]
+
+
+@pytest.mark.parametrize("edit,field", HAND_EDITS, ids=[f for _, f in HAND_EDITS])
+def test_hand_edited_fields_are_refused_by_name(full_json, edit, field):
+    doc = copy.deepcopy(full_json)
+    edit(doc)
+    with pytest.raises(ResultsFileError) as e:
+        results.loads(json.dumps(doc), "edited.json")
+    msg = str(e.value)
+    assert "edited.json" in msg and field in msg and "Fix:" in msg, msg
+
+
+def test_a_hand_edited_file_fails_the_report_command_without_a_traceback(tmp_path, full_json,
+                                                                        run_cli):
+    doc = copy.deepcopy(full_json)
     doc["cells"][1]["speedup"] = "fast"
-    doc["cells"][2]["wall_s"] = "x"
-    doc["cells"][3]["speedup_ci95"] = [None, "y"]
-    doc["cells"][4]["workers"] = "two"
-    doc["experiments"]["convoy"][0]["median_s"] = None
-    doc["experiments"]["gilcheck"][0]["ticker_share"] = "lots"
-    doc["environment"]["load_avg"] = ["a", None]
-    doc["interpreters"]["py-gil"] = "not a dict"
-    doc["claims"].append("not a dict")
-    page = html.render([doc])
+    src, out = write(tmp_path, "edited.json", doc), tmp_path / "r.html"
+    p = run_cli("report", str(src), "-o", str(out))
+    err = " ".join(p.stderr.split())
+    assert p.returncode == 2 and "edited.json" in err and "speedup" in err and "Fix:" in err, err
+    assert "Traceback" not in p.stderr and not out.exists()
+
+
+def test_odd_but_valid_numbers_do_not_break_the_page(full_json):
+    doc = copy.deepcopy(full_json)
+    doc["cells"][1]["speedup"] = 1e308                     # huge, but a finite number
+    doc["cells"][1]["speedup_ci95"] = [1e300, 1e308]
+    doc["cells"][2]["speedup"] = 0.0
+    doc["cells"][3]["speedup_ci95"] = [3.0, 1.0]            # low above high
+    doc["cells"][3]["parallelism"] = -1.0
+    doc["cells"][4]["speedup"] = None                        # ok, but no speedup: left out of plots
+    doc["cells"][0]["wall_s"] = stats.summarize([0.0]).to_json()
+    doc["experiments"]["convoy"][0]["median_s"] = None       # a run that recorded no numbers
+    doc["experiments"]["gilcheck"][0]["ticker_share"] = None
+    doc["environment"]["load_avg"] = []
+    del doc["interpreters"]["py-gil"]                        # cells of an undescribed interpreter
+    doc["claims"].append({"id": "", "claim": "", "verdict": "", "summary": ""})
+    view = html.build([ResultsDocument.from_json(doc)])
+    page = html.render([ResultsDocument.from_json(doc)])
     assert "<svg" in page and "Claims and verdicts" in page
+    assert any("no median_s/p99_s" in p.message for p in view.problems)
+    assert any("no ticker_share" in p.message for p in view.problems)
+    assert next(r for r in view.interp.rows if r.label == "py-gil").implementation == "?"
 
 
 def test_several_files_merge_and_keep_their_environments(tmp_path, full_doc, run_cli):
-    a = copy.deepcopy(full_doc)
-    b = results.new_document(dict(full_doc["environment"], hostname="other-host"), {})
+    a = full_doc
+    b = results.new_document(dict(full_doc.environment.to_json(), hostname="other-host"), {}).to_json()
     base = _cell("py-other", "cpu-python", "serial", 1, 0.3)
     b["cells"] = [base, _cell("py-other", "cpu-python", "threads", 2, 0.16, base)]
     b["interpreters"] = {"py-other": _interp_facts("py-other", "PyPy", "7.3", True, False)}
@@ -314,8 +375,8 @@ def test_real_bench_run_with_html_flag_and_report_command(real_run, tmp_path, ru
     page = page_path.read_text()
     assert page.count("<svg") >= 3                       # cpu-python, sleep, the comparison
     doc = results.load(res)
-    for c in doc["cells"]:
-        assert c["interpreter"] in page
+    for c in doc.cells:
+        assert c.interpreter in page
     out = tmp_path / "again.html"
     p = run_cli("report", str(res), "-o", str(out))
     assert p.returncode == 0 and "HTML report written to" in p.stderr
@@ -402,7 +463,7 @@ def test_in_chromium(browser, full_page, full_doc, width, name):
     try:
         figures = page.locator("figure svg")
         n = figures.count()
-        assert n == len(html.build([full_doc])["figures"]) and n >= 10
+        assert n == len(html.build([full_doc]).figures) and n >= 10
         for i in range(n):
             svg = figures.nth(i)
             box = svg.bounding_box()
@@ -412,7 +473,7 @@ def test_in_chromium(browser, full_page, full_doc, width, name):
         # the verdict table lists every claim, with its verdict
         rows = page.locator("#verdicts tbody tr")
         ids = [rows.nth(i).locator("td").first.inner_text().strip() for i in range(rows.count())]
-        assert ids == [v["id"] for v in full_doc["claims"]]
+        assert ids == [v.id for v in full_doc.claims]
         for i in range(rows.count()):
             assert rows.nth(i).locator(".badge").is_visible()
         # hostile labels are text, in HTML and in SVG, and nothing ran

@@ -388,6 +388,7 @@ class Cell:
 class ConvoyRun:
     """One run of the convoy experiment (C8): I/O latency beside CPU-bound threads."""
     interpreter: Optional[str] = None
+    run: Optional[int] = None
     config: Mapping[str, Any] = field(default_factory=dict)
     pinned: Optional[bool] = None
     cpu_threads: Optional[int] = None

@@ -1,7 +1,9 @@
 """Views of a results file beyond the terminal: the HTML report and the pyperf export.
 
-    results files ──► results.load (validated; ResultsFileError names the file)
-        ├──► html.write_report: one self-contained page; figures from plots.py
+    results files ──► results.load: ResultsDocument (typed, validated; a bad file is a
+        │             ResultsFileError naming it) ──► model.merge
+        ├──► html.build -> Page (view model) -> templates/report.html.j2: one
+        │    self-contained page; figures from plots.py
         └──► export.to_pyperf:  pyperf's JSON (BenchmarkSuite format 1.0)
 
 ``cli.py`` plugs the ``report`` and ``export`` subcommands into threadwise's

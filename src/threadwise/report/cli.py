@@ -3,9 +3,11 @@
     threadwise report RESULTS.json [MORE.json ...] -o report.html
     threadwise export --format pyperf RESULTS.json -o pyperf.json
 
-Both load every file with ``results.load`` first, so a missing, empty,
-truncated or foreign file fails with a ResultsFileError naming it (exit 2)
-before anything is written.  matplotlib and Jinja2 are imported only when a
+Both load every file with ``results.load`` first (a typed
+:class:`~threadwise.bench.model.ResultsDocument` each) and merge them with
+``model.merge`` (later cells win), so a missing, empty, truncated, foreign or
+hand-broken file fails with a three-part ResultsFileError naming it and the
+field (exit 2) before anything is written.  matplotlib and Jinja2 are imported only when a
 command runs, so other subcommands start as fast as before.
 """
 from __future__ import annotations
@@ -43,17 +45,18 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace, console: Any, err: Any) -> int:
-    from ..bench import results
+    from ..bench import model, results
     from . import html
     docs = [results.load(p) for p in args.results]
-    html._check_writable(args.output)
+    html.check_writable(args.output)
     with err.status("drawing the report..."):
         html.write_report(docs, args.output, sources=[str(p) for p in args.results])
-    cells = sum(len(d.get("cells", [])) for d in docs)
-    claims = max(len(d.get("claims") or []) for d in docs)
+    merged = model.merge(docs)
+    cells, claims = len(merged.cells), len(merged.claims)
     err.print("HTML report written to %s (%d cell%s%s)" % (
         escape(args.output), cells, "" if cells == 1 else "s",
-        ", %d claim%s" % (claims, "" if claims == 1 else "s") if claims else ""), highlight=False, soft_wrap=True)
+        ", %d claim%s" % (claims, "" if claims == 1 else "s") if claims else ""),
+        highlight=False, soft_wrap=True)
     return 0
 
 

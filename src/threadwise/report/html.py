@@ -1,46 +1,60 @@
 """The HTML report: one self-contained page from one or more results documents.
 
-    results documents ──► results.validate each, results.merge them
-        │
-        ▼  build(): a plain "view model" (dicts of strings and numbers)
+    ResultsDocument, ...  (already validated: ResultsDocument.from_json / results.load)
+        │  model.merge: one document, later cells win; each file's environment kept apart
+        ▼  build(): the view model -- a Page of small dataclasses (text, numbers, figures)
     claims · speedup plots per (interpreter, workload) · interpreter comparison ·
     convoy latency · GIL check · problems · instability warnings · environment
         │   figures: plots.py (matplotlib -> inline SVG)
         ▼
-    Jinja2 template, autoescape on  ──►  report.html (written atomically)
+    templates/report.html.j2 (+ templates/report.css inlined), Jinja2, autoescape on
+        ──►  report.html (written atomically)
 
 The constraints, and where they are kept:
 
 * **No network to view it**: no external CSS, JS, fonts or images; figures are
-  inline SVG, styles one inline ``<style>``.
+  inline SVG, the styles of templates/report.css one inline ``<style>``.
 * **No script at all**: the page needs none, and a Content-Security-Policy
-  meta forbids any (``default-src 'none'``), so even a label that escaped
-  escaping could not run.
+  meta (:data:`CSP`) forbids any (``default-src 'none'``), so even a label that
+  escaped escaping could not run.
 * **Every label is untrusted**: results files are JSON a user may edit.  Text
   reaches the page only through Jinja2's autoescape; the only ``Markup`` is the
-  SVG from plots.inline_svg, where matplotlib escaped the text and
-  inline_svg refuses active elements.  Ids and anchors are counters, never labels.
-* **Hand-edited numbers**: a field of the wrong type is shown as "?" and the
-  cell left out of the figures, never a traceback.
+  CSS (a file of this package) and the SVG from plots.inline_svg, where
+  matplotlib escaped the text and inline_svg refuses active elements.  Ids and
+  anchors are counters, never labels.
+* **Odd numbers**: wrong types, NaN and the like never get here (the model
+  refused the file with a message naming the field); what the model lets
+  through (a speedup of 1e308, a zero median) is shown as given, and a figure
+  that can't be drawn says so in its place instead of costing the page.
 * **Phone width**: figures scale to the column (viewBox, no fixed size); wide
   tables scroll inside their own box.
+
+The view model's classes hold what the template shows and nothing else; they
+are built from the typed model (:mod:`threadwise.bench.model`) by one function
+per section.
 """
 from __future__ import annotations
 
+import functools
 import json
-import math
 import re
-from collections import OrderedDict
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
-from .. import __version__
-from ..bench import results
-from .. import _io
+from markupsafe import Markup
+
+from .. import __version__, _io
+from ..bench import model, results
+from ..bench.model import Cell, Claim, ConvoyRun, Environment, GilCheck, ResultsDocument
+from ..bench.stats import amdahl_fit
 from ..errors import ThreadwiseError
 from . import plots
 
 VERDICTS = ("holds", "fails", "partly", "untestable")
+STATUSES = ("ok", "error", "unsupported")
 
 #: which figures stand behind which claim: figure kinds, and workloads for the scaling plots
 CLAIM_FIGURES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
@@ -54,45 +68,19 @@ CLAIM_FIGURES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "C8": (("convoy",), ()),
 }
 
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src 'none'; "
+       "script-src 'none'; base-uri 'none'; form-action 'none'")
+#: package data, next to this module (pyproject: package-data "report/templates/*")
+TEMPLATE = "report.html.j2"
+STYLESHEET = "report.css"
+DASH = "\u2013"
+
 
 # --------------------------------------------------------------------------
-# small, forgiving readers of hand-editable JSON
+# numbers and values as text
 # --------------------------------------------------------------------------
-def _num(x: Any) -> Optional[float]:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _int(x: Any) -> Optional[int]:
-    v = _num(x)
-    return int(v) if v is not None and v == int(v) else None
-
-
-def _str(x: Any, default: str = "?") -> str:
-    if x is None:
-        return default
-    return x if isinstance(x, str) else json.dumps(x, default=str)
-
-
-def _list(x: Any) -> List[Any]:
-    return x if isinstance(x, list) else []
-
-
-def _dict(x: Any) -> Dict[str, Any]:
-    return x if isinstance(x, dict) else {}
-
-
-def _ci(x: Any) -> Tuple[Optional[float], Optional[float]]:
-    if isinstance(x, (list, tuple)) and len(x) == 2:
-        return _num(x[0]), _num(x[1])
-    return None, None
-
-
-def fmt_s(x: Any) -> str:
+def fmt_s(v: Optional[float]) -> str:
     """Seconds as a short human string: 12.3 ms, 45.6 us, 1.23 s."""
-    v = _num(x)
     if v is None:
         return "?"
     a = abs(v)
@@ -105,15 +93,18 @@ def fmt_s(x: Any) -> str:
     return "%.3g \u00b5s" % (v * 1e6)
 
 
-def fmt_x(x: Any, digits: int = 2) -> str:
-    v = _num(x)
-    return "?" if v is None else "%.*f\u00d7" % (digits, v)
+def fmt_num(v: float, digits: int = 2) -> str:
+    """A ratio: ``1.23``; ``1e+308`` where fixed point would print 300 digits."""
+    return ("%.*f" % (digits, v)) if abs(v) < 1e6 else "%.3g" % v
 
 
-def fmt_bytes(x: Any) -> str:
-    v = _num(x)
+def fmt_x(v: Optional[float], digits: int = 2) -> str:
+    return "?" if v is None else fmt_num(v, digits) + "\u00d7"
+
+
+def fmt_bytes(v: Optional[float]) -> str:
     if v is None:
-        return _str(x)
+        return "?"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(v) < 1024 or unit == "TiB":
             return ("%d %s" % (v, unit)) if unit == "B" else ("%.1f %s" % (v, unit))
@@ -122,285 +113,433 @@ def fmt_bytes(x: Any) -> str:
 
 
 def _plain(x: Any) -> str:
-    """Any JSON value as one line of text for a table cell."""
+    """Any JSON value (the model's free-form mappings hold them) as one line of text."""
     if isinstance(x, str):
         return x
     if isinstance(x, bool):
         return "yes" if x else "no"
     if x is None:
-        return "\u2013"
+        return DASH
     if isinstance(x, float):
         return "%.4g" % x
-    if isinstance(x, list) and all(not isinstance(i, (list, dict)) for i in x):
-        return ", ".join(_plain(i) for i in x) if x else "\u2013"
+    if isinstance(x, (list, tuple)) and all(not isinstance(i, (list, tuple, dict)) for i in x):
+        return ", ".join(_plain(i) for i in x) if x else DASH
     return json.dumps(x, default=str, sort_keys=True)
 
 
-# --------------------------------------------------------------------------
-# cells
-# --------------------------------------------------------------------------
-class Cell:
-    """A cell as the report reads it: every field checked, nothing trusted."""
+def _json(x: Any) -> str:
+    return json.dumps(x, indent=1, default=str, sort_keys=True)
 
-    def __init__(self, raw: Dict[str, Any]) -> None:
-        self.raw = raw
-        self.interpreter = _str(raw.get("interpreter"))
-        self.workload = _str(raw.get("workload"))
-        self.workload_label = _str(raw.get("workload_label") or raw.get("workload"))
-        self.backend = _str(raw.get("backend"))
-        self.workers = _int(raw.get("workers"))
-        sm = raw.get("start_method")
-        self.start_method = sm if isinstance(sm, str) and sm else None
-        self.scaling = _str(raw.get("scaling"), "strong")
-        tag = raw.get("tag")
-        self.tag = tag if isinstance(tag, str) else ""
-        self.per_task = raw.get("per_task") is True
-        self.status = _str(raw.get("status"))
-        wall = _dict(raw.get("wall_s"))
-        self.wall_median = _num(wall.get("median"))
-        self.wall_ci = _ci(wall.get("ci95"))
-        self.samples = [v for v in _list(wall.get("samples")) if _num(v) is not None]
-        self.speedup = _num(raw.get("speedup"))
-        self.speedup_ci = _ci(raw.get("speedup_ci95"))
-        self.parallelism = _num(raw.get("parallelism"))
-        self.tasks = _int(raw.get("tasks"))
-        self.size = _num(raw.get("size"))
-        self.warnings = [_str(w) for w in _list(raw.get("warnings"))]
-        self.error = raw.get("error")
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+def _ci(ci: Optional[Tuple[float, float]]) -> Tuple[Optional[float], Optional[float]]:
+    return (ci[0], ci[1]) if ci is not None else (None, None)
 
-    @property
-    def plottable(self) -> bool:
-        return self.ok and self.speedup is not None and self.workers is not None and self.workers >= 1
 
-    @property
-    def group(self) -> Tuple[str, str, str, str]:
-        return (self.interpreter, self.workload_label, self.scaling, self.tag)
-
-    @property
-    def series_label(self) -> str:
-        s = self.backend
-        if self.start_method:
-            s += "/" + self.start_method
-        if self.per_task:
-            s += ", a message per task"
-        return s
-
-    @property
-    def label(self) -> str:
-        w = "\u00d7%s" % (self.workers if self.workers is not None else "?")
-        out = "%s \u00b7 %s \u00b7 %s %s" % (self.interpreter, self.workload_label, self.series_label, w)
-        if self.scaling != "strong":
-            out += " (%s scaling)" % self.scaling
-        if self.tag:
-            out += " [%s]" % self.tag
-        return out
-
-    def row(self) -> Dict[str, str]:
-        lo, hi = self.speedup_ci
-        wlo, whi = self.wall_ci
-        return {"interpreter": self.interpreter, "workload": self.workload_label,
-                "backend": self.backend, "start_method": self.start_method or "",
-                "workers": _plain(self.workers), "scaling": self.scaling + (" [%s]" % self.tag if self.tag else ""),
-                "tasks": _plain(self.tasks), "status": self.status,
-                "status_class": self.status if self.status in ("ok", "error", "unsupported") else "error",
-                "wall": fmt_s(self.wall_median),
-                "wall_ci": "%s \u2013 %s" % (fmt_s(wlo), fmt_s(whi)) if wlo is not None else "",
-                "speedup": fmt_x(self.speedup) if self.speedup is not None else "",
-                "speedup_ci": "%.2f \u2013 %.2f" % (lo, hi) if lo is not None and hi is not None else "",
-                "parallelism": "%.2f" % self.parallelism if self.parallelism is not None else "",
-                "n": str(len(self.samples)), "warnings": str(len(self.warnings))}
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 # --------------------------------------------------------------------------
-# the view model
+# the view model: what the template shows
+# --------------------------------------------------------------------------
+@dataclass
+class Figure:
+    """One inline SVG figure, or why it could not be drawn."""
+    id: str
+    kind: str                           # scaling | interp | convoy | gilcheck
+    caption: str
+    svg: Optional[Markup] = None
+    error: Optional[str] = None
+    note: str = ""
+    workload: Optional[str] = None      # scaling/interp: the claims link by workload
+    interpreter: Optional[str] = None
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class CellRow:
+    interpreter: str
+    workload: str
+    backend: str
+    start_method: str
+    workers: str
+    scaling: str
+    tasks: str
+    status: str
+    status_class: str
+    wall: str
+    wall_ci: str
+    speedup: str
+    speedup_ci: str
+    parallelism: str
+    n: str
+    warnings: str
+
+
+@dataclass(frozen=True)
+class InterpreterRow:
+    label: str
+    implementation: str
+    version: str
+    gil: str
+    free_threaded: str
+    switch: str
+    start_methods: str
+    default_start: str
+    subinterpreters: str
+    command: str
+    details: str
+
+
+@dataclass
+class InterpreterSection:
+    rows: List[InterpreterRow]
+    figure: Optional[Figure]
+    workload: Optional[str]
+
+
+@dataclass(frozen=True)
+class Problem:
+    what: str
+    message: str
+    status: str = "error"
+    status_class: str = "error"
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class ConvoyRow:
+    where: str
+    burner: str
+    k: str
+    switch: str
+    median: str
+    p99: str
+    max: str
+    n: str
+    run: str
+
+
+@dataclass(frozen=True)
+class GilRow:
+    label: str
+    lib: str
+    holds: str
+    holds_class: str
+    share: str
+    call: str
+    stall: str
+    method: str
+
+
+@dataclass
+class ExperimentBlock:
+    """One interpreter's convoy or GIL-check runs: a figure, a table, what failed."""
+    interpreter: str
+    figure: Optional[Figure]
+    rows: Sequence[Union[ConvoyRow, GilRow]]
+    problems: List[Problem]
+
+
+@dataclass(frozen=True)
+class Link:
+    id: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    id: str
+    claim: str
+    verdict: str
+    verdict_class: str
+    summary: str
+    links: Tuple[Link, ...]
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Warned:
+    what: str
+    warnings: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EnvRow:
+    key: str
+    value: str
+
+
+@dataclass
+class EnvColumn:
+    """The environment of one results file (files with the same one share a column)."""
+    sources: List[str]
+    rows: List[EnvRow]
+    warnings: List[str]
+    written: List[str]
+    config: str
+
+
+@dataclass(frozen=True)
+class EnvTableRow:
+    key: str
+    values: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Counts:
+    ok: int
+    error: int
+    unsupported: int
+
+
+@dataclass
+class Page:
+    version: str
+    sources: List[str]
+    from_files: bool
+    empty: bool
+    host: str
+    created: str
+    updated: str
+    counts: Counts
+    interpreter_count: int
+    verdict_counts: List[Tuple[str, int]]
+    claims: List[ClaimRow]
+    scaling: List[Figure]
+    interp: InterpreterSection
+    convoy: List[ExperimentBlock]
+    gilcheck: List[ExperimentBlock]
+    problems: List[Problem]
+    warned: List[Warned]
+    warning_count: int
+    environments: List[EnvColumn]
+    env_table: List[EnvTableRow]
+    cells: List[CellRow]
+    figures: List[Figure] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# cells, as the report shows them
+# --------------------------------------------------------------------------
+Group = Tuple[str, str, str, str]
+
+
+def _plottable(c: Cell) -> bool:
+    return c.ok and c.speedup is not None
+
+
+def _group(c: Cell) -> Group:
+    """One scaling plot: interpreter, workload (with parameters), scaling, tag."""
+    return (c.interpreter, c.label, c.scaling, c.tag)
+
+
+def cell_title(c: Cell) -> str:
+    """``py · cpu-python · threads ×4 (weak scaling) [tag]``: a cell in one line."""
+    out = "%s \u00b7 %s \u00b7 %s \u00d7%d" % (c.interpreter, c.label, c.series, c.workers)
+    if c.scaling != "strong":
+        out += " (%s scaling)" % c.scaling
+    return out + (" [%s]" % c.tag if c.tag else "")
+
+
+def _status_class(status: str) -> str:
+    return status if status in STATUSES else "error"
+
+
+def cell_row(c: Cell) -> CellRow:
+    lo, hi = _ci(c.speedup_ci95)
+    wlo, whi = _ci(c.wall_s.ci95 if c.wall_s is not None else None)
+    return CellRow(
+        interpreter=c.interpreter, workload=c.label, backend=c.backend,
+        start_method=c.start_method or "", workers=str(c.workers),
+        scaling=c.scaling + (" [%s]" % c.tag if c.tag else ""), tasks=_plain(c.tasks),
+        status=c.status, status_class=_status_class(c.status), wall=fmt_s(c.wall_median),
+        wall_ci="%s %s %s" % (fmt_s(wlo), DASH, fmt_s(whi)) if wlo is not None else "",
+        speedup=fmt_x(c.speedup) if c.speedup is not None else "",
+        speedup_ci="%s %s %s" % (fmt_num(lo), DASH, fmt_num(hi)) if lo is not None and hi is not None
+        else "",
+        parallelism=fmt_num(c.parallelism) if c.parallelism is not None else "",
+        n=str(len(c.samples)), warnings=str(len(c.warnings)))
+
+
+# --------------------------------------------------------------------------
+# figures
 # --------------------------------------------------------------------------
 class _Figures:
-    def __init__(self) -> None:
-        self.ids = plots.iter_ids("f")
-        self.all: List[Dict[str, Any]] = []
+    """Every figure of the page, numbered in the order drawn (ids are counters)."""
 
-    def add(self, kind: str, caption: str, render: Any, **meta: Any) -> Dict[str, Any]:
+    def __init__(self) -> None:
+        self.ids: Iterator[str] = plots.iter_ids("f")
+        self.all: List[Figure] = []
+
+    def add(self, kind: str, caption: str, render: Callable[[str], str], note: str = "",
+            workload: Optional[str] = None, interpreter: Optional[str] = None,
+            tag: str = "") -> Figure:
         prefix = next(self.ids)
-        fig = {"id": prefix + "fig", "kind": kind, "caption": caption, "svg": None, "error": None,
-               "note": ""}
-        fig.update(meta)
+        fig = Figure(prefix + "fig", kind, caption, note=note, workload=workload,
+                     interpreter=interpreter, tag=tag)
         try:
-            from markupsafe import Markup
-            fig["svg"] = Markup(render(prefix))
+            with warnings.catch_warnings():     # numpy's overflow notes on odd numbers: the
+                warnings.simplefilter("ignore", RuntimeWarning)   # figure draws or says why not
+                fig.svg = Markup(render(prefix))
         except plots.UnsafeSVGError:
             raise
         except Exception as e:  # a figure that can't be drawn must not cost the whole page
-            fig["error"] = "%s: %s" % (type(e).__name__, e)
+            fig.error = "%s: %s" % (type(e).__name__, e)
         self.all.append(fig)
         return fig
 
 
-def _scaling(cells: List[Cell], figs: _Figures) -> List[Dict[str, Any]]:
-    groups: "OrderedDict[Tuple[str, str, str, str], List[Cell]]" = OrderedDict()
+def _series(cells: Sequence[Cell]) -> List[plots.Series]:
+    """The lines of one scaling plot: a series per backend (/start method, per task)."""
+    series: Dict[Tuple[str, Optional[str], bool], plots.Series] = {}
+    for c in sorted(cells, key=lambda c: (c.backend, c.start_method or "", c.workers)):
+        s = series.setdefault((c.backend, c.start_method, c.per_task),
+                              plots.Series(c.series, c.backend, c.start_method, c.per_task))
+        lo, hi = _ci(c.speedup_ci95)
+        sp = c.speedup if c.speedup is not None else 0.0
+        s.points.append(plots.Point(c.workers, sp, lo, hi, bool(c.warnings)))
+    for s in series.values():
+        many = [(p.workers, p.speedup) for p in s.points if p.workers > 1]
+        if len(many) >= 2:
+            s.amdahl_p = amdahl_fit(many)
+    return list(series.values())
+
+
+def _scaling(cells: Sequence[Cell], figs: _Figures) -> List[Figure]:
+    groups: Dict[Group, List[Cell]] = {}
     for c in cells:
         if c.ok:
-            groups.setdefault(c.group, []).append(c)
+            groups.setdefault(_group(c), []).append(c)
     out = []
     for (interp, wl, scaling, tag), cs in groups.items():
-        moving = [c for c in cs if c.backend != "serial" and c.plottable]
-        if not moving:
+        series = _series([c for c in cs if c.backend != "serial" and _plottable(c)])
+        if not series:
             continue
-        series: "OrderedDict[Tuple[str, Optional[str], bool], plots.Series]" = OrderedDict()
-        for c in sorted(moving, key=lambda c: (c.backend, c.start_method or "", c.workers or 0)):
-            k = (c.backend, c.start_method, c.per_task)
-            s = series.setdefault(k, plots.Series(c.series_label, c.backend, c.start_method, c.per_task))
-            lo, hi = c.speedup_ci
-            s.points.append(plots.Point(c.workers or 1, c.speedup or 0.0, lo, hi, bool(c.warnings)))
-        for s in series.values():
-            many = [(p.workers, p.speedup) for p in s.points if p.workers > 1]
-            if len(many) >= 2:
-                from ..bench.stats import amdahl_fit
-                s.amdahl_p = amdahl_fit(many)
-        has_serial = any(c.backend == "serial" for c in cs)
+        serial = next((c for c in cs if c.backend == "serial"), None)
         extra = ", ".join(x for x in (scaling + " scaling" if scaling != "strong" else "", tag) if x)
         title = "%s \u00b7 %s" % (interp, wl) + (" (%s)" % extra if extra else "")
-        base = cs[0].workload
-        fig = figs.add("scaling", title,
-                       lambda p, t=title, s=list(series.values()), hs=has_serial:
-                       plots.speedup_plot(t, s, p, ideal=True, serial=hs),
-                       workload=base, interpreter=interp, tag=tag)
-        serial = next((c for c in cs if c.backend == "serial"), None)
-        fig["note"] = ("serial median %s for %s task%s" % (
-            fmt_s(serial.wall_median), _plain(serial.tasks), "" if serial.tasks == 1 else "s")
-            if serial else "no serial cell: the speedups are as recorded")
-        out.append(fig)
+        note = ("serial median %s for %s task%s" % (fmt_s(serial.wall_median), _plain(serial.tasks),
+                                                   _s(serial.tasks or 0))
+                if serial else "no serial cell: the speedups are as recorded")
+        draw = functools.partial(plots.speedup_plot, title, series, ideal=True,
+                                 serial=serial is not None)
+        out.append(figs.add("scaling", title, draw, note=note, workload=cs[0].workload,
+                            interpreter=interp, tag=tag))
     return out
 
 
-def _pick(cs: Iterable[Cell]) -> Optional[Cell]:
-    cs = [c for c in cs if c.plottable]
-    return max(cs, key=lambda c: c.workers or 0) if cs else None
+# --------------------------------------------------------------------------
+# interpreters
+# --------------------------------------------------------------------------
+def _yes_no(v: Optional[bool], yes: str = "yes", no: str = "no") -> str:
+    return "?" if v is None else (yes if v else no)
 
 
-def _interpreters(doc: Dict[str, Any], cells: List[Cell], figs: _Figures) -> Dict[str, Any]:
-    facts = _dict(doc.get("interpreters"))
-    order: List[str] = []
-    for c in cells:
-        if c.interpreter not in order:
-            order.append(c.interpreter)
-    for k in facts:
-        if k not in order:
-            order.append(k)
+def _interpreter_rows(doc: ResultsDocument, order: Sequence[str]) -> List[InterpreterRow]:
     rows = []
     for label in order:
-        f = _dict(facts.get(label))
-        gil = f.get("gil_enabled")
-        rows.append({
-            "label": label,
-            "implementation": _plain(f.get("implementation")) if f else "?",
-            "version": _plain(f.get("version")) if f else "?",
-            "gil": {True: "on", False: "off"}.get(gil, "?") if isinstance(gil, bool) else "?",
-            "free_threaded": _plain(f.get("free_threaded")) if "free_threaded" in f else "?",
-            "switch": fmt_s(f.get("switch_interval_s")) if "switch_interval_s" in f else "?",
-            "start_methods": _plain(f.get("start_methods")) if "start_methods" in f else "?",
-            "default_start": _plain(f.get("default_start_method")) if f else "?",
-            "subinterpreters": _plain(f.get("subinterpreters")) if "subinterpreters" in f else "?",
-            "command": _plain(f.get("command") or f.get("executable")) if f else "?",
-            "details": json.dumps(f, indent=1, default=str, sort_keys=True) if f else "",
-        })
-    # the comparison: cpu-python if measured, else the first workload with a parallel cell
-    plottable = [c for c in cells if c.plottable and c.backend != "serial" and c.scaling == "strong"
-                 and not c.tag and not c.per_task]
-    workloads = [c.workload_label for c in plottable]
+        f = doc.interpreters.get(label)
+        if f is None:                       # cells of an interpreter the file does not describe
+            rows.append(InterpreterRow(label, "?", "?", "?", "?", "?", "?", "?", "?", "?", ""))
+            continue
+        rows.append(InterpreterRow(
+            label=label, implementation=_plain(f.implementation), version=_plain(f.version),
+            gil=_yes_no(f.gil_enabled, "on", "off"), free_threaded=_yes_no(f.free_threaded),
+            switch=fmt_s(f.switch_interval_s), start_methods=_plain(f.start_methods),
+            default_start=_plain(f.default_start_method),
+            subinterpreters=_yes_no(f.subinterpreters),
+            command=_plain(f.command or f.executable),
+            details=_json({k: v for k, v in f.to_json().items() if v not in (None, {}, [])})))
+    return rows
+
+
+def _pick(cs: Sequence[Cell]) -> Optional[Cell]:
+    """The cell with the most workers."""
+    return max(cs, key=lambda c: c.workers) if cs else None
+
+
+def _comparison(cells: Sequence[Cell], order: Sequence[str],
+                figs: _Figures) -> Tuple[Optional[Figure], Optional[str]]:
+    """One workload (cpu-python if measured) on every interpreter: each backend's speedup at
+    its most workers, and each interpreter's serial time per task relative to the fastest."""
+    plottable = [c for c in cells if _plottable(c) and c.backend != "serial"
+                 and c.scaling == "strong" and not c.tag and not c.per_task]
+    workloads = [c.label for c in plottable]
     wl = "cpu-python" if "cpu-python" in workloads else (workloads[0] if workloads else None)
-    fig = None
-    if wl is not None:
-        bars: List[plots.Bar] = []
-        for interp in order:
-            mine = [c for c in plottable if c.interpreter == interp and c.workload_label == wl]
-            for be in OrderedDict((c.backend, None) for c in mine):
-                of = [c for c in mine if c.backend == be]
-                best = _pick([c for c in of if c.start_method is None]) or _pick(of)
-                if best:
-                    lo, hi = best.speedup_ci
-                    bars.append(plots.Bar(interp, best.series_label, best.workers or 1,
-                                          best.speedup or 0.0, lo, hi))
-        rel: List[Tuple[str, float]] = []
-        per_unit = {}
-        for interp in order:
-            s = next((c for c in cells if c.ok and c.interpreter == interp and c.workload_label == wl
-                      and c.backend == "serial" and c.scaling == "strong" and not c.tag), None)
-            if s and s.wall_median and s.tasks:
-                per_unit[interp] = s.wall_median / s.tasks / (s.size if s.size and s.size > 0 else 1.0)
-        if per_unit:
-            best_t = min(per_unit.values())
-            rel = [(k, v / best_t) for k, v in per_unit.items()] if best_t > 0 else []
-        if bars:
-            title = "%s: speedup by interpreter" % wl
-            fig = figs.add("interp", title,
-                           lambda p, t=title, b=bars, r=rel: plots.backend_bars(t, b, p, relative_serial=r),
-                           workload=wl)
-    return {"rows": rows, "figure": fig, "workload": wl}
+    if wl is None:
+        return None, None
+    bars: List[plots.Bar] = []
+    for interp in order:
+        mine = [c for c in plottable if c.interpreter == interp and c.label == wl]
+        for be in dict.fromkeys(c.backend for c in mine):
+            of = [c for c in mine if c.backend == be]
+            best = _pick([c for c in of if c.start_method is None]) or _pick(of)
+            if best is not None and best.speedup is not None:
+                lo, hi = _ci(best.speedup_ci95)
+                bars.append(plots.Bar(interp, best.series, best.workers, best.speedup, lo, hi))
+    per_unit: Dict[str, float] = {}
+    for interp in order:
+        s = next((c for c in cells if c.ok and c.interpreter == interp and c.label == wl
+                  and c.backend == "serial" and c.scaling == "strong" and not c.tag), None)
+        if s is not None and s.task_s:
+            per_unit[interp] = s.task_s / (s.size if s.size and s.size > 0 else 1.0)
+    best_t = min(per_unit.values()) if per_unit else 0.0
+    rel = [(k, v / best_t) for k, v in per_unit.items()] if best_t > 0 else []
+    if not bars:
+        return None, wl
+    title = "%s: speedup by interpreter" % wl
+    fig = figs.add("interp", title,
+                   functools.partial(plots.backend_bars, title, bars, relative_serial=rel),
+                   workload=wl)
+    return fig, wl
 
 
-def _convoy(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
-    recs = [r for r in _list(_dict(doc.get("experiments")).get("convoy")) if isinstance(r, dict)]
-    by: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
-    for r in recs:
-        by.setdefault(_str(r.get("interpreter")), []).append(r)
-    out = []
-    for interp, rs in by.items():
-        rows, problems = [], []
-        lines: Dict[bool, List[Tuple[int, float, float]]] = {True: [], False: []}
-        controls: List[Tuple[str, int, float, float]] = []
-        for r in rs:
-            cfg = _dict(r.get("config"))
-            pinned = r.get("pinned") if isinstance(r.get("pinned"), bool) else cfg.get("pin")
-            k = _int(r.get("cpu_threads") if "cpu_threads" in r else cfg.get("cpu_threads"))
-            burner = _str(r.get("burner") or cfg.get("burner"), "threads")
-            si_cfg = cfg.get("switch_interval")
-            med, p99 = _num(r.get("median_s")), _num(r.get("p99_s"))
-            where = "one core" if pinned is True else ("all cores" if pinned is False else "?")
-            if "error" in r or "unsupported" in r or med is None or p99 is None or k is None:
-                problems.append({"what": "%s, %s CPU-bound %s, %s" % (interp, _plain(k), burner, where),
-                                 "message": _str(r.get("error") or r.get("unsupported")
-                                                 or "the record has no median_s/p99_s numbers")})
-                continue
-            rows.append({"where": where, "burner": burner, "k": str(k), "run": _plain(r.get("run")),
-                         "switch": fmt_s(r.get("switch_interval_s")) + (" (set)" if si_cfg is not None else ""),
-                         "median": fmt_s(med), "p99": fmt_s(p99), "max": fmt_s(r.get("max_s")),
-                         "n": _plain(r.get("round_trips"))})
-            if med <= 0 or p99 <= 0:
-                continue
-            if si_cfg is not None:
-                continue                      # the switch-interval sweep: the table shows it
-            if burner == "threads" and isinstance(pinned, bool):
-                lines[pinned].append((k, med, p99))
-            else:
-                what = {"processes": "process", "threads": "thread"}.get(burner, burner) if k == 1 else burner
-                controls.append(("%d CPU-bound %s, %s" % (k, what, where), k, med, p99))
-        # several runs of one configuration: the median of their medians, the worst p99
-        lines = {pin: _merge_runs(pts) for pin, pts in lines.items()}
-        merged_ctl: "OrderedDict[Tuple[str, int], List[Tuple[int, float, float]]]" = OrderedDict()
-        for label, k, med, p99 in controls:
-            merged_ctl.setdefault((label, k), []).append((k, med, p99))
-        controls = [(label, k, m, p) for (label, k), pts in merged_ctl.items()
-                    for (_, m, p) in _merge_runs(pts)]
-        series = []
-        if lines[True]:
-            series.append(plots.ConvoyLine("one core", lines[True], "#c0392b"))
-        if lines[False]:
-            series.append(plots.ConvoyLine("all cores", lines[False], "#1f77b4"))
-        fig = None
-        if series or controls:
-            title = "%s: echo round-trip latency" % interp
-            fig = figs.add("convoy", title,
-                           lambda p, t=title, s=series, c=controls: plots.convoy_plot(t, s, p, c),
-                           interpreter=interp)
-        out.append({"interpreter": interp, "figure": fig, "rows": rows, "problems": problems})
-    return out
+def _interpreters(doc: ResultsDocument, figs: _Figures) -> InterpreterSection:
+    order = doc.interpreter_order()
+    order += [k for k in doc.interpreters if k not in order]
+    fig, wl = _comparison(doc.cells, order, figs)
+    return InterpreterSection(_interpreter_rows(doc, order), fig, wl)
 
 
-def _merge_runs(points: List[Tuple[int, float, float]]) -> List[Tuple[int, float, float]]:
+# --------------------------------------------------------------------------
+# the claims run's experiments
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvoySetting:
+    """What one convoy run measured.  Records that failed early may carry it only in
+    their ``config``; ``swept``: the run set the switch interval (the sweep's runs)."""
+    pinned: Optional[bool]
+    cpu_threads: Optional[int]
+    burner: str
+    swept: bool
+
+    @property
+    def where(self) -> str:
+        return "?" if self.pinned is None else ("one core" if self.pinned else "all cores")
+
+
+def convoy_setting(r: ConvoyRun) -> ConvoySetting:
+    # the config is the experiment's free-form JSON: read it type-checked, here only
+    cfg = r.config
+    pin, k, burner = cfg.get("pin"), cfg.get("cpu_threads"), cfg.get("burner")
+    return ConvoySetting(
+        pinned=r.pinned if r.pinned is not None else (pin if isinstance(pin, bool) else None),
+        cpu_threads=r.cpu_threads if r.cpu_threads is not None else (
+            k if isinstance(k, int) and not isinstance(k, bool) else None),
+        burner=r.burner or (burner if isinstance(burner, str) and burner else "threads"),
+        swept=cfg.get("switch_interval") is not None)
+
+
+def convoy_run_number(r: ConvoyRun) -> str:
+    """Which of the repeated runs of its configuration."""
+    return _plain(r.run)
+
+
+Point3 = Tuple[int, float, float]
+
+
+def _merge_runs(points: Sequence[Point3]) -> List[Point3]:
     """(k, median, p99) points, one per run -> one per k: median of medians, worst p99."""
     by: Dict[int, List[Tuple[float, float]]] = {}
     for k, med, p99 in points:
@@ -412,107 +551,167 @@ def _merge_runs(points: List[Tuple[int, float, float]]) -> List[Tuple[int, float
     return out
 
 
-def _gilcheck(doc: Dict[str, Any], figs: _Figures) -> List[Dict[str, Any]]:
-    recs = [r for r in _list(_dict(doc.get("experiments")).get("gilcheck")) if isinstance(r, dict)]
-    by: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
-    for r in recs:
-        by.setdefault(_str(r.get("interpreter")), []).append(r)
-    out = []
-    for interp, rs in by.items():
-        rows, bars, problems = [], [], []
-        threshold = None
-        for r in rs:
-            share = _num(r.get("ticker_share"))
-            holds = r.get("holds") if isinstance(r.get("holds"), bool) else None
-            label = _str(r.get("label") or r.get("workload"))
-            if "error" in r or "unsupported" in r or share is None:
-                problems.append({"what": "%s: %s" % (interp, label),
-                                 "message": _str(r.get("error") or r.get("unsupported")
-                                                 or "the record has no ticker_share")})
-                continue
-            m = re.search(r"threshold ([0-9.]+)", _str(r.get("method"), ""))
-            if m and threshold is None:
-                try:
-                    threshold = float(m.group(1))
-                except ValueError:
-                    pass
-            method = _str(r.get("method"), "")
-            note = "by stall" if method.startswith("longest stall") else (
-                "one core" if "one core" in method else "")
-            bars.append((label, share, holds, note))
-            rows.append({"label": label, "lib": _plain(r.get("lib")),
-                         "holds": "?" if holds is None else ("holds the GIL" if holds else "releases it"),
-                         "holds_class": "untestable" if holds is None else ("fails" if holds else "holds"),
-                         "share": "%.2f" % share, "call": fmt_s(r.get("call_s")),
-                         "stall": fmt_s(r.get("longest_stall_s")), "method": _plain(r.get("method"))})
-        fig = None
-        if bars:
-            title = "%s: which calls hold the GIL" % interp
-            fig = figs.add("gilcheck", title,
-                           lambda p, t=title, b=bars, th=threshold: plots.gilcheck_plot(t, b, p, th),
-                           interpreter=interp)
-            fig["note"] = ("red: holds the GIL, green: releases it. Calls shorter than two switch "
-                           "intervals are judged by the ticker's share%s; longer ones \u201cby "
-                           "stall\u201d: held, the ticker would stall for the whole call"
-                           % (" (dashed line: %.2f)" % threshold if threshold is not None else ""))
-        out.append({"interpreter": interp, "figure": fig, "rows": rows, "problems": problems})
-    return out
-
-
-def _claims(doc: Dict[str, Any], figs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    out = []
-    for v in _list(doc.get("claims")):
-        if not isinstance(v, dict):
+def _convoy_block(interp: str, runs: Sequence[ConvoyRun], figs: _Figures) -> ExperimentBlock:
+    rows, problems = [], []
+    lines: Dict[bool, List[Point3]] = {True: [], False: []}
+    controls: Dict[Tuple[str, int], List[Point3]] = {}
+    for r in runs:
+        st = convoy_setting(r)
+        k, med, p99 = st.cpu_threads, r.median_s, r.p99_s
+        if r.error is not None or r.unsupported is not None or med is None or p99 is None or k is None:
+            problems.append(Problem("%s, %s CPU-bound %s, %s" % (interp, _plain(k), st.burner, st.where),
+                                    r.error or r.unsupported
+                                    or "the record has no median_s/p99_s numbers"))
             continue
-        cid = _str(v.get("id"))
-        verdict = _str(v.get("verdict")).lower()
-        kinds, workloads = CLAIM_FIGURES.get(cid.upper(), ((), ()))
-        links = [{"id": f["id"], "caption": f["caption"]} for f in figs
-                 if f["kind"] in kinds or (f["kind"] == "scaling" and f.get("workload") in workloads)]
-        ev = v.get("evidence")
-        out.append({"id": cid, "claim": _str(v.get("claim"), ""), "verdict": verdict,
-                    "verdict_class": verdict if verdict in VERDICTS else "unknown",
-                    "summary": _str(v.get("summary"), ""), "links": links,
-                    "evidence": json.dumps(ev, indent=1, default=str) if ev not in (None, {}, []) else ""})
-    return out
-
-
-_ENV_ORDER = ("hostname", "os", "machine", "cpu_model", "usable_cores", "cores", "load_avg",
-              "memory_bytes", "host_python", "host_executable", "threadwise", "started")
-
-
-def _environment(doc: Dict[str, Any]) -> List[Dict[str, str]]:
-    env = _dict(doc.get("environment"))
-    keys = [k for k in _ENV_ORDER if k in env] + sorted(k for k in env if k not in _ENV_ORDER)
-    if isinstance(env.get("cores"), dict) and "usable" in env["cores"]:
-        keys.remove("usable_cores") if "usable_cores" in keys else None
-    rows = []
-    for k in keys:
-        v = env[k]
-        if k == "cores" and isinstance(v, dict):
-            for ck in ("usable", "logical", "physical", "affinity", "quota", "derivation"):
-                if ck in v:
-                    rows.append({"key": "cores: " + ck, "value": _plain(v[ck])})
-            for ck in sorted(x for x in v if x not in ("usable", "logical", "physical", "affinity",
-                                                        "quota", "derivation")):
-                rows.append({"key": "cores: " + str(ck), "value": _plain(v[ck])})
-        elif k == "load_avg" and isinstance(v, list):
-            nums = [_num(x) for x in v]
-            txt = ", ".join("%.2f" % x if x is not None else "?" for x in nums)
-            rows.append({"key": "load average at start", "value": txt + " (1, 5, 15 min)"})
-        elif k == "memory_bytes":
-            rows.append({"key": "memory", "value": fmt_bytes(v)})
+        rows.append(ConvoyRow(st.where, st.burner, str(k),
+                              fmt_s(r.switch_interval_s) + (" (set)" if st.swept else ""),
+                              fmt_s(med), fmt_s(p99), fmt_s(r.max_s), _plain(r.round_trips),
+                              convoy_run_number(r)))
+        if med <= 0 or p99 <= 0 or st.swept:     # the switch-interval sweep: the table shows it
+            continue
+        if st.burner == "threads" and st.pinned is not None:
+            lines[st.pinned].append((k, med, p99))
         else:
-            rows.append({"key": str(k), "value": _plain(v)})
+            what = {"processes": "process", "threads": "thread"}.get(st.burner, st.burner) \
+                if k == 1 else st.burner
+            controls.setdefault(("%d CPU-bound %s, %s" % (k, what, st.where), k), []).append((k, med, p99))
+    # several runs of one configuration: the median of their medians, the worst p99
+    series = [plots.ConvoyLine(label, _merge_runs(lines[pin]), color)
+              for pin, label, color in ((True, "one core", "#c0392b"), (False, "all cores", "#1f77b4"))
+              if lines[pin]]
+    ctl = [(label, k, m, p) for (label, k), pts in controls.items() for (_, m, p) in _merge_runs(pts)]
+    fig = None
+    if series or ctl:
+        title = "%s: echo round-trip latency" % interp
+        fig = figs.add("convoy", title, functools.partial(plots.convoy_plot, title, series,
+                                                          controls=ctl), interpreter=interp)
+    return ExperimentBlock(interp, fig, rows, problems)
+
+
+R = TypeVar("R", ConvoyRun, GilCheck)
+
+
+def _by_interpreter(runs: Sequence[R]) -> Dict[str, List[R]]:
+    by: Dict[str, List[R]] = {}
+    for r in runs:
+        by.setdefault(r.interpreter if r.interpreter is not None else "?", []).append(r)
+    return by
+
+
+def _convoy(doc: ResultsDocument, figs: _Figures) -> List[ExperimentBlock]:
+    return [_convoy_block(interp, runs, figs)
+            for interp, runs in _by_interpreter(doc.experiments.convoy).items()]
+
+
+_THRESHOLD = re.compile(r"threshold ([0-9]+(?:\.[0-9]+)?)")
+
+
+def _gil_row(g: GilCheck, share: float) -> GilRow:
+    return GilRow(label=g.label or _plain(g.workload), lib=_plain(g.lib),
+                  holds="?" if g.holds is None else ("holds the GIL" if g.holds else "releases it"),
+                  holds_class="untestable" if g.holds is None else ("fails" if g.holds else "holds"),
+                  share=fmt_num(share), call=fmt_s(g.call_s), stall=fmt_s(g.longest_stall_s),
+                  method=_plain(g.method))
+
+
+def _gilcheck_block(interp: str, checks: Sequence[GilCheck], figs: _Figures) -> ExperimentBlock:
+    rows, problems = [], []
+    bars: List[Tuple[str, float, Optional[bool], str]] = []
+    threshold: Optional[float] = None
+    for g in checks:
+        label = g.label or _plain(g.workload)
+        if g.error is not None or g.unsupported is not None or g.ticker_share is None:
+            problems.append(Problem("%s: %s" % (interp, label), g.error or g.unsupported
+                                    or "the record has no ticker_share"))
+            continue
+        method = g.method or ""
+        m = _THRESHOLD.search(method)
+        if m and threshold is None:
+            threshold = float(m.group(1))
+        note = "by stall" if method.startswith("longest stall") else (
+            "one core" if "one core" in method else "")
+        bars.append((label, g.ticker_share, g.holds, note))
+        rows.append(_gil_row(g, g.ticker_share))
+    fig = None
+    if bars:
+        title = "%s: which calls hold the GIL" % interp
+        note = ("red: holds the GIL, green: releases it. Calls shorter than two switch "
+                "intervals are judged by the ticker's share%s; longer ones \u201cby "
+                "stall\u201d: held, the ticker would stall for the whole call"
+                % (" (dashed line: %.2f)" % threshold if threshold is not None else ""))
+        fig = figs.add("gilcheck", title,
+                       functools.partial(plots.gilcheck_plot, title, bars, threshold=threshold),
+                       note=note, interpreter=interp)
+    return ExperimentBlock(interp, fig, rows, problems)
+
+
+def _gilcheck(doc: ResultsDocument, figs: _Figures) -> List[ExperimentBlock]:
+    return [_gilcheck_block(interp, checks, figs)
+            for interp, checks in _by_interpreter(doc.experiments.gilcheck).items()]
+
+
+# --------------------------------------------------------------------------
+# claims, problems, warnings
+# --------------------------------------------------------------------------
+def _claim_row(v: Claim, figs: Sequence[Figure]) -> ClaimRow:
+    verdict = v.verdict.lower()
+    kinds, workloads = CLAIM_FIGURES.get(v.id.upper(), ((), ()))
+    links = tuple(Link(f.id, f.caption) for f in figs
+                  if f.kind in kinds or (f.kind == "scaling" and f.workload in workloads))
+    return ClaimRow(id=v.id, claim=v.claim, verdict=verdict,
+                    verdict_class=verdict if verdict in VERDICTS else "unknown",
+                    summary=v.summary, links=links,
+                    evidence=json.dumps(v.evidence, indent=1, default=str) if v.evidence else "")
+
+
+def _problems(cells: Sequence[Cell], blocks: Sequence[ExperimentBlock]) -> List[Problem]:
+    out = [Problem(cell_title(c), c.error or "no message was recorded", c.status,
+                   _status_class(c.status), c.traceback or "")
+           for c in cells if not c.ok]
+    return out + [p for b in blocks for p in b.problems]
+
+
+# --------------------------------------------------------------------------
+# environment
+# --------------------------------------------------------------------------
+_CORE_KEYS = ("usable", "logical", "physical", "affinity", "quota", "derivation")
+#: the environment's fields this model does not name, shown first when present
+_EXTRA_FIRST = ("host_executable", "threadwise", "started")
+
+
+def environment_rows(env: Environment) -> List[EnvRow]:
+    """The host, one row per fact, in a reading order."""
+    rows = [EnvRow(k, v) for k, v in (("hostname", env.hostname), ("os", env.os),
+                                      ("machine", env.machine), ("cpu_model", env.cpu_model))
+            if v is not None]
+    if env.usable_cores is not None and "usable" not in env.cores:
+        rows.append(EnvRow("usable_cores", str(env.usable_cores)))
+    for ck in [k for k in _CORE_KEYS if k in env.cores] + sorted(k for k in env.cores
+                                                                 if k not in _CORE_KEYS):
+        rows.append(EnvRow("cores: " + ck, _plain(env.cores[ck])))
+    if env.load_avg is not None:
+        rows.append(EnvRow("load average at start",
+                           ", ".join("%.2f" % x for x in env.load_avg) + " (1, 5, 15 min)"))
+    if env.memory_bytes is not None:
+        rows.append(EnvRow("memory", fmt_bytes(env.memory_bytes)))
+    if env.host_python is not None:
+        rows.append(EnvRow("host_python", env.host_python))
+    for k in [k for k in _EXTRA_FIRST if k in env.extra] + sorted(k for k in env.extra
+                                                                  if k not in _EXTRA_FIRST):
+        rows.append(EnvRow(k, _plain(env.extra[k])))
     return rows
 
 
-def _env_warnings(doc: Dict[str, Any]) -> List[str]:
-    env = _dict(doc.get("environment"))
+def usable_cores(env: Environment) -> Optional[int]:
+    u = env.cores.get("usable")
+    return env.usable_cores if env.usable_cores is not None else (
+        u if isinstance(u, int) and not isinstance(u, bool) else None)
+
+
+def environment_warnings(env: Environment) -> List[str]:
     out = []
-    la = _list(env.get("load_avg"))
-    usable = _num(env.get("usable_cores")) or _num(_dict(env.get("cores")).get("usable"))
-    first = _num(la[0]) if la else None
+    usable = usable_cores(env)
+    first = env.load_avg[0] if env.load_avg else None
     if first is not None and usable and first > usable:
         out.append("the load average was %.2f when the run started, above the %d usable cores: "
                    "other work shared the CPUs" % (first, usable))
@@ -521,390 +720,109 @@ def _env_warnings(doc: Dict[str, Any]) -> List[str]:
     return out
 
 
-def build(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """The page's data: plain strings and numbers, and the figures' SVG."""
-    if not docs:
-        raise ThreadwiseError("no results to report", "no results file was given",
-                              "threadwise report results.json -o report.html")
-    names = list(sources or [])
-    if len(docs) == 1 and not names:
-        names = ["this run"]                       # bench/claims --html: the document in memory
-    names += ["run %d" % (i + 1) for i in range(len(names), len(docs))]
-    docs = [results.validate(d, n) for d, n in zip(docs, names)]
-    doc = results.merge(docs)
-    cells = [Cell(c) for c in _list(doc.get("cells")) if isinstance(c, dict)]
-    figs = _Figures()
-    interp = _interpreters(doc, cells, figs)
-    scaling = _scaling(cells, figs)
-    convoy = _convoy(doc, figs)
-    gil = _gilcheck(doc, figs)
-    claims = _claims(doc, figs.all)
-    problems = [{"what": c.label, "status": c.status,
-                 "status_class": c.status if c.status in ("error", "unsupported") else "error",
-                 "message": _str(c.error, "no message was recorded"),
-                 "traceback": _str(c.raw.get("traceback"), "")}
-                for c in cells if not c.ok]
-    problems += [dict({"status": "error", "status_class": "error", "traceback": ""}, **p)
-                 for block in convoy + gil for p in block["problems"]]
-    warned = [{"what": c.label, "warnings": c.warnings} for c in cells if c.warnings]
-    for name, r in ((n, r) for n in ("convoy", "gilcheck")
-                    for r in _list(_dict(doc.get("experiments")).get(n)) if isinstance(r, dict)):
-        ws = [_str(w) for w in _list(r.get("warnings"))]
-        if ws:
-            warned.append({"what": "%s experiment: %s" % (name, _str(r.get("interpreter"))), "warnings": ws})
-    # one column per results file (files with the same environment share one)
-    envs: List[Dict[str, Any]] = []
+def _environments(docs: Sequence[ResultsDocument],
+                  names: Sequence[str]) -> Tuple[List[EnvColumn], List[EnvTableRow]]:
+    """One column per results file (files with the same environment share one)."""
+    cols: List[EnvColumn] = []
     for n, d in zip(names, docs):
-        rows = _environment(d)
-        written = _str(d.get("created"), "")
-        if written and d.get("updated") and d.get("updated") != d.get("created"):
-            written += " to " + _str(d.get("updated"))
-        same = next((e for e in envs if e["rows"] == rows), None)
+        rows = environment_rows(d.environment)
+        written = d.created + (" to " + d.updated if d.created and d.updated
+                               and d.updated != d.created else "")
+        same = next((e for e in cols if e.rows == rows), None)
         if same is not None:
-            same["sources"].append(n)
-            same["written"].append(written)
+            same.sources.append(n)
+            same.written.append(written)
         else:
-            envs.append({"sources": [n], "rows": rows, "warnings": _env_warnings(d), "written": [written],
-                         "config": json.dumps(d.get("config"), indent=1, default=str)
-                         if d.get("config") else ""})
-    env_keys: List[str] = []
-    for e in envs:
-        for r in e["rows"]:
-            if r["key"] not in env_keys:
-                env_keys.append(r["key"])
-    env_table = [{"key": k, "values": [next((r["value"] for r in e["rows"] if r["key"] == k), "")
-                                       for e in envs]} for k in env_keys]
-    written = ["; ".join(x for x in e["written"] if x) for e in envs]
-    if any(written):
-        env_table.append({"key": "results written", "values": written})
-    counts = OrderedDict((s, 0) for s in ("ok", "error", "unsupported"))
-    for c in cells:
-        counts[c.status if c.status in counts else "error"] += 1
-    verdicts = OrderedDict((v, 0) for v in VERDICTS)
-    for v in claims:
-        verdicts[v["verdict"]] = verdicts.get(v["verdict"], 0) + 1
-    empty = not cells and not claims and not convoy and not gil
-    env0 = _dict(doc.get("environment"))
-    return {
-        "version": __version__, "sources": names, "from_files": bool(sources), "empty": empty,
-        "host": _str(env0.get("hostname"), ""),
-        "created": _str(doc.get("created"), ""), "updated": _str(doc.get("updated"), ""),
-        "claims": claims, "verdict_counts": [(k, v) for k, v in verdicts.items() if v],
-        "scaling": scaling, "interp": interp, "convoy": convoy, "gilcheck": gil,
-        "problems": problems, "warned": warned, "warning_count": sum(len(w["warnings"]) for w in warned),
-        "environments": envs, "env_table": env_table, "cells": [c.row() for c in cells], "counts": counts,
-        "interpreter_count": len(interp["rows"]), "figures": figs.all,
-    }
+            cols.append(EnvColumn([n], rows, environment_warnings(d.environment), [written],
+                                  json.dumps(d.config, indent=1, default=str) if d.config else ""))
+    keys = list(dict.fromkeys(r.key for e in cols for r in e.rows))
+    table = [EnvTableRow(k, tuple(next((r.value for r in e.rows if r.key == k), "") for e in cols))
+             for k in keys]
+    when = tuple("; ".join(x for x in e.written if x) for e in cols)
+    if any(when):
+        table.append(EnvTableRow("results written", when))
+    return cols, table
 
 
 # --------------------------------------------------------------------------
 # the page
 # --------------------------------------------------------------------------
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src 'none'; "
-       "script-src 'none'; base-uri 'none'; form-action 'none'")
-
-CSS = """
-:root{--fg:#1d2125;--muted:#5f6368;--line:#e1e4e8;--bg:#ffffff;--soft:#f6f8fa;--accent:#1f5fa8;
---holds:#1e7e34;--holds-bg:#e3f4e6;--fails:#b3261e;--fails-bg:#fbe7e6;--partly:#8a5a00;
---partly-bg:#fdf1d6;--untestable:#555b61;--untestable-bg:#eceef1}
-*{box-sizing:border-box}
-html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
-body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",
-Roboto,"Helvetica Neue","DejaVu Sans",Arial,sans-serif;overflow-wrap:break-word}
-main{max-width:1180px;margin:0 auto;padding:1.25rem 1rem 3rem}
-header.top{background:#13233a;color:#f1f4f8;padding:1.4rem 0 1.1rem}
-header.top>div{max-width:1180px;margin:0 auto;padding:0 1rem}
-header.top h1{margin:0 0 .2rem;font-size:1.55rem;letter-spacing:-.01em}
-header.top p{margin:.15rem 0;color:#c3cedb;font-size:.92rem}
-header.top code{color:#f1f4f8;background:rgba(255,255,255,.08);padding:0 .25em;border-radius:3px}
-.chips{display:flex;flex-wrap:wrap;gap:.4rem;margin-top:.7rem}
-.chip{font-size:.8rem;padding:.12rem .55rem;border-radius:999px;background:rgba(255,255,255,.12);color:#f1f4f8}
-nav.toc{position:sticky;top:0;z-index:2;background:rgba(255,255,255,.96);border-bottom:1px solid var(--line)}
-nav.toc ul{max-width:1180px;margin:0 auto;padding:.45rem 1rem;list-style:none;display:flex;gap:.3rem 1.1rem;
-flex-wrap:wrap;font-size:.88rem}
-nav.toc a{color:var(--accent);text-decoration:none}
-nav.toc a:hover{text-decoration:underline}
-h2{font-size:1.3rem;margin:2.2rem 0 .6rem;padding-bottom:.3rem;border-bottom:2px solid var(--line)}
-h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
-p.lead{color:var(--muted);margin:.2rem 0 .8rem;max-width:75ch}
-a{color:var(--accent)}
-.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;border:1px solid var(--line);border-radius:8px;margin:.5rem 0 1rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:var(--soft);font-weight:600;white-space:nowrap}
-tr:last-child td{border-bottom:0}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.key{color:var(--muted);white-space:nowrap}
-.badge{display:inline-block;font-size:.78rem;font-weight:700;text-transform:uppercase;letter-spacing:.03em;
-padding:.12rem .5rem;border-radius:4px;white-space:nowrap}
-.v-holds{color:var(--holds);background:var(--holds-bg)}
-.v-fails{color:var(--fails);background:var(--fails-bg)}
-.v-partly{color:var(--partly);background:var(--partly-bg)}
-.v-untestable,.v-unknown{color:var(--untestable);background:var(--untestable-bg)}
-.s-ok{color:var(--holds)}.s-error{color:var(--fails)}.s-unsupported{color:var(--untestable)}
-table.claims td.id{font-weight:700;white-space:nowrap;width:2.5rem}
-table.claims th:nth-child(3){width:7.5rem}
-table.claims td.claim{font-weight:600;min-width:12rem;width:30%}
-table.claims td.summary{min-width:16rem}
-ul.links{list-style:none;padding:0;margin:.35rem 0 0;display:flex;flex-wrap:wrap;gap:.25rem .5rem;font-size:.82rem}
-details{margin:.35rem 0}
-details>summary{cursor:pointer;color:var(--accent);font-size:.86rem}
-pre{background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:.6rem .7rem;font-size:.78rem;
-line-height:1.4;overflow:auto;max-height:28rem;white-space:pre-wrap;word-break:break-word}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,480px),1fr));gap:1rem}
-figure{margin:0;border:1px solid var(--line);border-radius:8px;padding:.5rem .5rem .4rem;background:#fff;
-min-width:0}
-figure.wide{grid-column:1/-1;max-width:700px}
-figure svg{display:block;width:100%;height:auto;margin:0 auto}
-td.cmd{min-width:14rem}td.cmd code{word-break:break-all}
-table.env td.key{width:14rem}
-figure svg text{font-family:"DejaVu Sans",Verdana,Arial,sans-serif!important}
-figcaption{font-size:.8rem;color:var(--muted);padding:.3rem .2rem 0}
-figcaption b{color:var(--fg);font-weight:600}
-.notice{border:1px solid var(--line);border-left:4px solid var(--accent);background:var(--soft);
-border-radius:6px;padding:.8rem 1rem;margin:1rem 0}
-.notice.empty{border-left-color:#8a5a00;background:#fff8e6}
-.warn{border-left-color:#d08c00}
-ul.warnings{margin:.1rem 0;padding-left:1.1rem}
-ul.warnings li{margin:.1rem 0}
-.muted{color:var(--muted)}
-.nowrap{white-space:nowrap}
-.figerror{color:var(--fails);font-size:.85rem}
-footer{margin-top:3rem;color:var(--muted);font-size:.82rem;border-top:1px solid var(--line);padding-top:.8rem}
-@media (max-width:640px){
-body{font-size:14px}
-main{padding:.8rem .6rem 2rem}
-header.top{padding:1rem 0 .8rem}
-header.top>div{padding:0 .6rem}
-header.top h1{font-size:1.3rem}
-nav.toc{position:static}
-nav.toc ul{padding:.4rem .7rem;gap:.2rem .8rem}
-th,td{padding:.35rem .45rem}
-table{font-size:.84rem}
-table.claims td.claim,table.claims td.summary{min-width:0}
-table.claims thead{display:none}
-table.claims tr{display:block;border-bottom:1px solid var(--line);padding:.35rem 0}
-table.claims td,table.claims td.claim,table.claims td.id{display:block;width:auto;border:0;padding:.15rem .6rem}
-figure{padding:.3rem}
-}
-@media print{nav.toc{position:static}figure{break-inside:avoid}}
-"""
-
-TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<meta name="generator" content="threadwise {{ m.version }}">
-<title>threadwise report{% if m.host %} – {{ m.host }}{% endif %}</title>
-<style>{{ css }}</style>
-</head>
-<body>
-<header class="top"><div>
-<h1>threadwise report</h1>
-<p>Will threads make this Python code faster? Measured{% if m.host %} on <code>{{ m.host }}</code>{% endif %}{% if m.updated %}, {{ m.updated }}{% endif %}.</p>
-{% if m.from_files %}<p>From {% for s in m.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
-<div class="chips">
-<span class="chip">{{ m.counts.ok }} cells measured</span>
-{% if m.counts.error %}<span class="chip">{{ m.counts.error }} failed</span>{% endif %}
-{% if m.counts.unsupported %}<span class="chip">{{ m.counts.unsupported }} unsupported</span>{% endif %}
-<span class="chip">{{ m.interpreter_count }} interpreter{{ "" if m.interpreter_count == 1 else "s" }}</span>
-{% for v, n in m.verdict_counts %}<span class="chip">{{ n }} {{ v }}</span>{% endfor %}
-{% if m.warning_count %}<span class="chip">{{ m.warning_count }} instability warning{{ "" if m.warning_count == 1 else "s" }}</span>{% endif %}
-</div>
-</div></header>
-<nav class="toc" aria-label="contents"><ul>
-{% if m.claims %}<li><a href="#claims">Claims</a></li>{% endif %}
-{% if m.scaling %}<li><a href="#scaling">Speedup</a></li>{% endif %}
-{% if m.interp.rows %}<li><a href="#interpreters">Interpreters</a></li>{% endif %}
-{% if m.convoy %}<li><a href="#convoy">Convoy latency</a></li>{% endif %}
-{% if m.gilcheck %}<li><a href="#gilcheck">GIL check</a></li>{% endif %}
-{% if m.problems %}<li><a href="#problems">Problems ({{ m.problems|length }})</a></li>{% endif %}
-{% if m.warned %}<li><a href="#warnings">Warnings ({{ m.warning_count }})</a></li>{% endif %}
-<li><a href="#environment">Environment</a></li>
-{% if m.cells %}<li><a href="#cells">All cells</a></li>{% endif %}
-</ul></nav>
-<main>
-{% if m.empty %}
-<div class="notice empty" id="nothing" role="status">
-<strong>Nothing to show.</strong> {% if m.from_files %}{% for s in m.sources %}<code>{{ s }}</code>{% if not loop.last %}, {% endif %}{% endfor %} {{ "is a valid results file" if m.sources|length == 1 else "are valid results files" }} with no measured cells, claims or experiments in {{ "it" if m.sources|length == 1 else "them" }}.{% else %}This run measured no cells, claims or experiments.{% endif %} Measure first, e.g. <code>threadwise bench --quick -o results.json</code> or <code>threadwise claims -o results.json</code>, then <code>threadwise report results.json -o report.html</code>.
-</div>
-{% endif %}
-
-{% if m.claims %}
-<section id="claims">
-<h2>Claims and verdicts</h2>
-<p class="lead">Each claim tested on this machine. The figures behind a verdict are linked under it; the numbers it used are in its evidence.</p>
-<div class="scroll"><table class="claims" id="verdicts">
-<thead><tr><th>#</th><th>Claim</th><th>Verdict</th><th>What was measured</th></tr></thead>
-<tbody>
-{% for c in m.claims %}
-<tr id="claim-{{ loop.index }}" data-claim="{{ c.id }}">
-<td class="id">{{ c.id }}</td>
-<td class="claim">{{ c.claim }}</td>
-<td><span class="badge v-{{ c.verdict_class }}">{{ c.verdict }}</span></td>
-<td class="summary">{{ c.summary }}
-{% if c.links %}<ul class="links">{% for l in c.links %}<li><a href="#{{ l.id }}">{{ l.caption }}</a></li>{% endfor %}</ul>{% endif %}
-{% if c.evidence %}<details><summary>evidence</summary><pre>{{ c.evidence }}</pre></details>{% endif %}
-</td>
-</tr>
-{% endfor %}
-</tbody></table></div>
-</section>
-{% endif %}
-
-{% macro fig(f, wide=False) -%}
-<figure id="{{ f.id }}" class="{{ 'wide' if wide else '' }}" data-kind="{{ f.kind }}">
-{% if f.svg %}{{ f.svg }}{% else %}<p class="figerror">This figure could not be drawn: {{ f.error }}</p>{% endif %}
-<figcaption><b>{{ f.caption }}</b>{% if f.note %}. {{ f.note }}{% endif %}</figcaption>
-</figure>
-{%- endmacro %}
-
-{% if m.scaling %}
-<section id="scaling">
-<h2>Speedup against workers</h2>
-<p class="lead">One plot per interpreter and workload: the median speedup over the serial run, a line per backend, its 95% confidence interval as a band, and the ideal (speedup = workers) dashed. Above 1 the backend helps; on the dashed line it uses every worker fully.</p>
-<div class="grid">
-{% for f in m.scaling %}{{ fig(f) }}
-{% endfor %}
-</div>
-</section>
-{% endif %}
-
-{% if m.interp.rows %}
-<section id="interpreters">
-<h2>Interpreters</h2>
-{% if m.interp.figure %}
-<p class="lead">The same workload ({{ m.interp.workload }}) on every interpreter: the speedup of each backend at the most workers measured, with 95% confidence intervals{% if m.interp.rows|length > 1 %}, and how fast each runs it on one thread{% endif %}.</p>
-<div class="grid">{{ fig(m.interp.figure, True) }}</div>
-{% endif %}
-<div class="scroll"><table id="interpreter-facts">
-<thead><tr><th>Interpreter</th><th>Implementation</th><th>Version</th><th>GIL</th><th>Free-threaded build</th><th>Switch interval</th><th>Start methods</th><th>Subinterpreters</th><th>Command</th></tr></thead>
-<tbody>
-{% for r in m.interp.rows %}
-<tr><td class="nowrap"><strong>{{ r.label }}</strong></td><td>{{ r.implementation }}</td><td>{{ r.version }}</td><td>{{ r.gil }}</td><td>{{ r.free_threaded }}</td><td class="num">{{ r.switch }}</td><td>{{ r.start_methods }}{% if r.default_start not in ("?", "–") %} (default {{ r.default_start }}){% endif %}</td><td>{{ r.subinterpreters }}</td><td class="cmd"><code>{{ r.command }}</code>{% if r.details %}<details><summary>all facts</summary><pre>{{ r.details }}</pre></details>{% endif %}</td></tr>
-{% endfor %}
-</tbody></table></div>
-</section>
-{% endif %}
-
-{% if m.convoy %}
-<section id="convoy">
-<h2>Convoy: I/O latency beside CPU-bound threads</h2>
-<p class="lead">An echo round trip, timed from a thread while 0, 1, 2 other threads burn CPU in pure Python. With a GIL the I/O thread waits up to a switch interval for the GIL each time it wakes; pinned to one core it also waits for the CPU. Median solid, 99th percentile dashed; a CPU-bound process instead of a thread is the control (no GIL shared).</p>
-{% for b in m.convoy %}
-{% if b.figure %}<div class="grid">{{ fig(b.figure, True) }}</div>{% endif %}
-{% if b.rows %}
-<div class="scroll"><table>
-<thead><tr><th>Interpreter</th><th>Cores</th><th>Burner</th><th class="num">CPU-bound</th><th class="num">Switch interval</th><th class="num">Median</th><th class="num">p99</th><th class="num">Max</th><th class="num">Round trips</th><th class="num">Run</th></tr></thead>
-<tbody>{% for r in b.rows %}<tr><td>{{ b.interpreter }}</td><td>{{ r.where }}</td><td>{{ r.burner }}</td><td class="num">{{ r.k }}</td><td class="num">{{ r.switch }}</td><td class="num">{{ r.median }}</td><td class="num">{{ r.p99 }}</td><td class="num">{{ r.max }}</td><td class="num">{{ r.n }}</td><td class="num">{{ r.run }}</td></tr>{% endfor %}</tbody>
-</table></div>
-{% endif %}
-{% endfor %}
-</section>
-{% endif %}
-
-{% if m.gilcheck %}
-<section id="gilcheck">
-<h2>Which calls hold the GIL</h2>
-<p class="lead">Each call runs in a loop beside a pure-Python ticker thread. If the call releases the GIL, the ticker keeps its speed on another core and never stalls for long; if it holds it, the ticker slows down and stalls.</p>
-{% for b in m.gilcheck %}
-{% if b.figure %}<div class="grid">{{ fig(b.figure, True) }}</div>{% endif %}
-{% if b.rows %}
-<div class="scroll"><table>
-<thead><tr><th>Call</th><th>Library</th><th>Verdict</th><th class="num">Ticker share</th><th class="num">One call</th><th class="num">Longest stall</th><th>Decided by</th></tr></thead>
-<tbody>{% for r in b.rows %}<tr><td>{{ r.label }}</td><td>{{ r.lib }}</td><td><span class="badge v-{{ r.holds_class }}">{{ r.holds }}</span></td><td class="num">{{ r.share }}</td><td class="num">{{ r.call }}</td><td class="num">{{ r.stall }}</td><td class="muted">{{ r.method }}</td></tr>{% endfor %}</tbody>
-</table></div>
-{% endif %}
-{% endfor %}
-</section>
-{% endif %}
-
-{% if m.problems %}
-<section id="problems">
-<h2>Problems</h2>
-<p class="lead">Cells and experiments that did not produce numbers, with what they said.</p>
-<div class="scroll"><table>
-<thead><tr><th>What</th><th>Status</th><th>Message</th></tr></thead>
-<tbody>{% for p in m.problems %}<tr><td>{{ p.what }}</td><td class="s-{{ p.status_class or 'error' }}">{{ p.status or "error" }}</td><td>{{ p.message }}{% if p.traceback %}<details><summary>traceback</summary><pre>{{ p.traceback }}</pre></details>{% endif %}</td></tr>{% endfor %}</tbody>
-</table></div>
-</section>
-{% endif %}
-
-{% if m.warned %}
-<section id="warnings">
-<h2>Instability warnings</h2>
-<p class="lead">{{ m.warned|length }} measurement{{ "" if m.warned|length == 1 else "s" }} carry {{ m.warning_count }} warning{{ "" if m.warning_count == 1 else "s" }}: their numbers are less trustworthy than the rest. In the plots they have open markers.</p>
-<div class="scroll"><table>
-<thead><tr><th>Measurement</th><th>Warnings</th></tr></thead>
-<tbody>{% for w in m.warned %}<tr><td>{{ w.what }}</td><td><ul class="warnings">{% for x in w.warnings %}<li>{{ x }}</li>{% endfor %}</ul></td></tr>{% endfor %}</tbody>
-</table></div>
-</section>
-{% endif %}
-
-<section id="environment">
-<h2>Environment</h2>
-<p class="lead">Where the numbers come from{% if m.environments|length > 1 %}: one column per results file{% endif %}. Every measurement carries it; a busy or small machine makes speedups smaller and noisier.</p>
-{% for e in m.environments %}{% for w in e.warnings %}<div class="notice warn">{% if m.environments|length > 1 %}<code>{{ e.sources|join(", ") }}</code>: {% endif %}{{ w }}</div>{% endfor %}{% endfor %}
-{% if m.env_table %}
-<div class="scroll"><table class="env" id="environment-table">
-{% if m.environments|length > 1 %}<thead><tr><th></th>{% for e in m.environments %}<th><code>{{ e.sources|join(", ") }}</code></th>{% endfor %}</tr></thead>{% endif %}
-<tbody>{% for r in m.env_table %}<tr><td class="key">{{ r.key }}</td>{% for v in r["values"] %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</tbody>
-</table></div>
-{% else %}<p class="muted">No environment was recorded in {{ "this file" if m.sources|length == 1 else "these files" }}.</p>
-{% endif %}
-{% for e in m.environments %}{% if e.config %}<details><summary>run configuration{% if m.environments|length > 1 %} of {{ e.sources|join(", ") }}{% endif %}</summary><pre>{{ e.config }}</pre></details>{% endif %}{% endfor %}
-</section>
-
-{% if m.cells %}
-<section id="cells">
-<h2>All cells</h2>
-<details><summary>{{ m.cells|length }} cells: the numbers behind the plots</summary>
-<div class="scroll"><table>
-<thead><tr><th>Interpreter</th><th>Workload</th><th>Backend</th><th class="num">Workers</th><th>Scaling</th><th>Status</th><th class="num">Wall median</th><th class="num">95% CI</th><th class="num">Speedup</th><th class="num">95% CI</th><th class="num">CPU/wall</th><th class="num">n</th><th class="num">Warnings</th></tr></thead>
-<tbody>{% for c in m.cells %}<tr><td>{{ c.interpreter }}</td><td>{{ c.workload }}</td><td>{{ c.backend }}{% if c.start_method %}/{{ c.start_method }}{% endif %}</td><td class="num">{{ c.workers }}</td><td>{{ c.scaling }}</td><td class="s-{{ c.status_class }}">{{ c.status }}</td><td class="num">{{ c.wall }}</td><td class="num">{{ c.wall_ci }}</td><td class="num">{{ c.speedup }}</td><td class="num">{{ c.speedup_ci }}</td><td class="num">{{ c.parallelism }}</td><td class="num">{{ c.n }}</td><td class="num">{{ c.warnings }}</td></tr>{% endfor %}</tbody>
-</table></div>
-</details>
-</section>
-{% endif %}
-
-<footer>Made by threadwise {{ m.version }}. This page is self-contained: no scripts, no network.</footer>
-</main>
-</body>
-</html>
-"""
+def _names(docs: Sequence[ResultsDocument], sources: Optional[Sequence[str]]) -> List[str]:
+    names = list(sources or [])
+    if len(docs) == 1 and not names:
+        names = ["this run"]                       # bench/claims --html: the document in memory
+    return names + ["run %d" % (i + 1) for i in range(len(names), len(docs))]
 
 
-def _template() -> Any:
+def build(docs: Sequence[ResultsDocument], sources: Optional[Sequence[str]] = None) -> Page:
+    """The page's data from ``docs`` (merged, later cells win): the view model."""
+    if not docs:
+        raise ThreadwiseError("no results to report", "no results file was given",
+                              "threadwise report results.json -o report.html")
+    names = _names(docs, sources)
+    doc = model.merge(docs)
+    figs = _Figures()
+    interp = _interpreters(doc, figs)
+    scaling = _scaling(doc.cells, figs)
+    convoy = _convoy(doc, figs)
+    gil = _gilcheck(doc, figs)
+    claims = [_claim_row(v, figs.all) for v in doc.claims]
+    warned = [Warned(cell_title(c), c.warnings) for c in doc.cells if c.warnings]
+    envs, env_table = _environments(docs, names)
+    status = [_status_class(c.status) for c in doc.cells]
+    verdicts = dict.fromkeys(VERDICTS, 0)
+    for v in claims:
+        verdicts[v.verdict] = verdicts.get(v.verdict, 0) + 1
+    return Page(
+        version=__version__, sources=names, from_files=bool(sources),
+        empty=not doc.cells and not claims and not convoy and not gil,
+        host=doc.environment.hostname or "", created=doc.created, updated=doc.updated,
+        counts=Counts(*(status.count(s) for s in STATUSES)), interpreter_count=len(interp.rows),
+        verdict_counts=[(k, n) for k, n in verdicts.items() if n], claims=claims,
+        scaling=scaling, interp=interp, convoy=convoy, gilcheck=gil,
+        problems=_problems(doc.cells, convoy + gil), warned=warned,
+        warning_count=sum(len(w.warnings) for w in warned), environments=envs,
+        env_table=env_table, cells=[cell_row(c) for c in doc.cells], figures=figs.all)
+
+
+def _resource(name: str) -> str:
+    """A file of templates/ (package data; found in the source tree too)."""
+    return (resources.files("threadwise.report") / "templates" / name).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _jinja() -> Any:
     try:
         import jinja2
     except ImportError as e:  # pragma: no cover - jinja2 is a dependency
         raise ThreadwiseError("the HTML report needs Jinja2, which is not installed (%s)" % e,
                               "threadwise was installed without its dependencies",
-                              "pip install jinja2")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(TEMPLATE)
+                              "pip install jinja2") from None
+    # autoescape=True, not select_autoescape(): that one goes by file extension, and ".j2"
+    # would turn it off
+    return jinja2.Environment(loader=jinja2.FunctionLoader(_resource), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True)
 
 
-def render(docs: Sequence[Dict[str, Any]], sources: Optional[Sequence[str]] = None) -> str:
+def render(docs: Sequence[ResultsDocument], sources: Optional[Sequence[str]] = None) -> str:
     """The report page as a string."""
-    from markupsafe import Markup
-    model = build(docs, sources)
-    # CSS is a constant of this module (never from a results file): trusted, not escaped
-    return str(_template().render(m=model, css=Markup(CSS), csp=CSP))
+    page = build(docs, sources)
+    # the CSS is a file of this package (never from a results file): trusted, not escaped
+    css = Markup(_resource(STYLESHEET))
+    return str(_jinja().get_template(TEMPLATE).render(m=page, css=css, csp=CSP))
 
 
-def _check_writable(path: str) -> Path:
+def check_writable(path: str) -> Path:
+    """Fail before drawing anything if the report can't be written at ``path``."""
     return results.check_writable(path, "the HTML report", "-o ./report.html")
 
 
-def write_report(docs: List[Dict[str, Any]], path: str, sources: Optional[Sequence[str]] = None) -> None:
+def write_report(docs: Sequence[ResultsDocument], path: str,
+                 sources: Optional[Sequence[str]] = None) -> None:
     """Render ``docs`` (merged, later cells win) into one self-contained HTML file at ``path``.
 
     Written atomically (temp file + rename): a crash leaves the previous report."""
-    p = _check_writable(path)
+    p = check_writable(path)
     page = render(docs, sources)
     _io.write_atomic(p, page, "the HTML report", "-o ./report.html")

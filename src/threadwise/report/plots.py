@@ -134,7 +134,7 @@ def inline_svg(svg: str, prefix: str, title: str = "") -> str:
 
 def _render(fig: Figure, prefix: str, title: str) -> str:
     buf = io.StringIO()
-    FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None})  # type: ignore[no-untyped-call]
+    FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None})
     return inline_svg(buf.getvalue(), prefix, title)
 
 
