@@ -1,6 +1,8 @@
 """Shared fixtures: real interpreters, real echo server, a results document factory."""
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +45,33 @@ def cli(*args, timeout=300, **kw):
     import subprocess
     return subprocess.run([sys.executable, "-m", "threadwise", *args], capture_output=True,
                           text=True, timeout=timeout, **kw)
+
+
+def _sigint_default():
+    # a shell running the suite in the background ignores SIGINT, and children inherit
+    # that: a child that must see Ctrl-C gets the default back (Python then raises
+    # KeyboardInterrupt in it, as in a terminal)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def popen(args, **kw):
+    """A child for a Ctrl-C/kill test: default SIGINT, its own process group (stop() ends
+    it and everything it started, whatever the test's outcome)."""
+    kw.setdefault("preexec_fn", _sigint_default)
+    kw.setdefault("start_new_session", True)
+    return subprocess.Popen(args, **kw)
+
+
+def stop(proc):
+    """End ``proc`` and its process group (idempotent; for a finally: block)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 @pytest.fixture

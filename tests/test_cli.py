@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import cli
+from conftest import cli, popen, stop
 
 
 def _no_traceback(p):
@@ -22,7 +22,7 @@ def test_bench_small_run_writes_schema(tmp_path):
     assert p.returncode == 0, p.stderr
     _no_traceback(p)
     d = json.loads(out.read_text())
-    assert d["schema"] == "threadwise.results/1"
+    assert d["schema"] == "threadwise.results/2"
     assert {"cpu_model", "usable_cores", "load_avg", "cores"} <= set(d["environment"])
     for c in d["cells"]:
         assert {"interpreter", "workload", "backend", "workers", "wall_s", "cpu_s", "speedup",
@@ -68,18 +68,20 @@ def test_ctrl_c_keeps_finished_cells_and_resume_finishes(tmp_path):
     out = tmp_path / "r.json"
     args = [sys.executable, "-m", "threadwise", "bench", "-w", "sleep", "-b", "threads",
             "--workers", "1,2,3,4", "--repeats", "5", "--warmups", "0", "-o", str(out)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:          # wait until at least two cells are on disk
-        try:
-            if len(json.loads(out.read_text())["cells"]) >= 2:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)     # what Ctrl-C in a terminal does
-    stdout, stderr = proc.communicate(timeout=30)
+    proc = popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:          # wait until at least two cells are on disk
+            try:
+                if len(json.loads(out.read_text())["cells"]) >= 2:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)     # what Ctrl-C in a terminal does
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        stop(proc)
     assert proc.returncode == 130, stderr
     assert "Interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
     kept = json.loads(out.read_text())["cells"]
@@ -139,3 +141,134 @@ def test_claims_names_an_interpreter_it_could_not_start():
     assert p.returncode == 0, p.stderr
     assert "no-such-python-3.99 was not measured" in p.stderr
     _no_traceback(p)
+
+
+def _bench(out, *extra):
+    return cli("bench", "-w", "sleep", "-b", "threads", "--workers", "2", "--repeats", "2",
+               "--warmups", "0", "--tasks", "2", "-o", str(out), *extra)
+
+
+@pytest.mark.parametrize("flags,what", [
+    (["--tasks", "4"], "--tasks contradicts"),
+    (["--workers", "1,2", "--tasks", "8"], "contradicts"),
+    (["-w", "cpu-python"], "--workload contradicts"),
+])
+def test_resume_refuses_options_that_change_the_work(tmp_path, flags, what):
+    out = tmp_path / "r.json"
+    assert _bench(out).returncode == 0
+    before = out.read_text()
+    p = cli("bench", "--resume", str(out), *flags)
+    assert p.returncode == 2 and what in p.stderr and "Fix:" in p.stderr, p.stderr
+    _no_traceback(p)
+    assert out.read_text() == before          # nothing measured is lost or changed
+
+
+def test_resume_with_no_flags_continues_the_stored_matrix(tmp_path):
+    out = tmp_path / "r.json"
+    assert _bench(out).returncode == 0
+    p = cli("bench", "--resume", str(out), "--timeout", "100")
+    assert p.returncode == 0, p.stderr
+    assert "2 of 2 cells already measured, 0 to go" in p.stderr
+
+
+def test_sizes_from_makes_two_runs_measure_the_same_work(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert cli("bench", "-w", "cpu-python", "-b", "threads", "--workers", "2", "--repeats", "2",
+               "--warmups", "0", "--task-ms", "5", "-o", str(a)).returncode == 0
+    p = cli("bench", "-w", "cpu-python", "-b", "threads", "--workers", "2", "--repeats", "2",
+            "--warmups", "0", "--task-ms", "5", "--sizes-from", str(a), "-o", str(b))
+    assert p.returncode == 0, p.stderr
+    size_a = {c["size"] for c in json.loads(a.read_text())["cells"]}
+    cells_b = json.loads(b.read_text())["cells"]
+    assert {c["size"] for c in cells_b} == size_a and all("size=" in c["key"] for c in cells_b)
+
+
+@pytest.mark.parametrize("flags,what", [
+    (["--timeout", "nan"], "--timeout must be a number"),
+    (["--timeout", "-1"], "--timeout must be a number"),
+    (["--timeout", "inf"], "--timeout must be a number"),
+    (["--task-ms", "nan"], "--task-ms must be a number"),
+    (["--switch-interval", "-1"], "--switch-interval must be"),
+    (["--switch-interval", "nan"], "--switch-interval must be"),
+    (["--workers", "100000"], "workers must be >= 1 and <= 1024"),
+    (["-w", "duty-cycle:duty=nan"], "must be a number"),
+    (["--size", "sleep=100000000000000000000000"], "must be >= 1 and <= "),
+    (["--python", "X=\udcff python3"], "not valid UTF-8"),
+])
+def test_numbers_that_are_not_numbers_are_refused_before_measuring(flags, what):
+    p = cli("bench", "-w", "sleep", "-b", "threads", "--workers", "2", *flags) if "-w" not in flags \
+        else cli("bench", "-b", "threads", *flags)
+    assert p.returncode == 2 and what in " ".join(p.stderr.split()), p.stderr
+    _no_traceback(p)
+
+
+def test_output_never_overwrites_a_foreign_file(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    p = _bench(notes)
+    assert p.returncode == 2 and "not a threadwise results file" in p.stderr
+    assert notes.read_text() == "my notes\n"
+
+
+def test_all_cells_failed_exits_1(tmp_path):
+    p = cli("bench", "-w", "sleep", "-b", "threads", "--workers", "2", "--python", "no-such-python-3.99")
+    assert p.returncode == 1, p.stderr
+
+
+def test_sigterm_leaves_no_process_or_temp_folder(tmp_path):
+    import psutil
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args = [sys.executable, "-m", "threadwise", "bench", "-w", "socket", "-b", "threads",
+            "--workers", "2", "--repeats", "50", "--warmups", "0", "-o", str(tmp_path / "r.json")]
+    proc = popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=dict(os.environ, TMPDIR=str(tmp)))
+    try:
+        deadline = time.time() + 60
+        kids = []
+        while time.time() < deadline:   # the echo server and an agent are running
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            if len(kids) >= 2 and list(tmp.iterdir()):
+                break
+            time.sleep(0.05)
+        assert len(kids) >= 2
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        time.sleep(0.5)
+        alive = [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, alive
+        assert not list(tmp.iterdir())
+    finally:
+        stop(proc)
+
+
+def test_sigkill_of_bench_takes_its_children_along(tmp_path):
+    import psutil
+    args = [sys.executable, "-m", "threadwise", "bench", "-w", "socket", "-b", "threads",
+            "--workers", "2", "--repeats", "50", "--warmups", "0"]
+    # a new session but the default SIGKILL: nothing in the parent runs
+    proc = popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kids = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            if len(kids) >= 2:
+                break
+            time.sleep(0.05)
+        assert len(kids) >= 2
+        proc.kill()
+        proc.wait(10)
+        deadline = time.time() + 5
+        while time.time() < deadline and any(k.is_running() and k.status() != psutil.STATUS_ZOMBIE
+                                             for k in kids):
+            time.sleep(0.05)
+        assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        for k in kids:
+            try:
+                k.kill()
+            except psutil.Error:
+                pass
+        stop(proc)

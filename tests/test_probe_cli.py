@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from conftest import popen, stop
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the probe reads /proc")
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -134,17 +136,15 @@ def test_ctrl_c_reaches_the_program_and_status_is_130(tmp_path):
         finally:
             print("cleanup", flush=True)
     """)
-    p = subprocess.Popen([sys.executable, "-m", "threadwise.probe.cli", "--", sys.executable, script],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    p = popen([sys.executable, "-m", "threadwise.probe.cli", "--", sys.executable, script],
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         assert p.stdout.readline() == "started\n"
         time.sleep(0.2)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop(p)   # the probe and the program it started, even when an assertion failed
     assert p.returncode == 130
     assert "cleanup" in out
     assert "KeyboardInterrupt" in err

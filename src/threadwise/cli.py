@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from typing import NoReturn, Optional, Sequence
 
@@ -60,12 +61,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rich.markup import escape
     # piped output (CI logs, `| less`) gets a readable width instead of rich's 80 columns
     console = Console() if sys.stdout.isatty() else Console(width=120)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())  # CI logs: one message, one line
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM (a CI runner's cancel, `kill PID`) ends a run like Ctrl-C: every finally runs,
+    # so no agent, echo server or worker is left behind and what was measured is kept
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return int(args.func(args, console, err) or 0)
     except ThreadwiseError as e:

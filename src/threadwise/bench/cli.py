@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ..errors import UsageError
 
@@ -42,7 +42,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "'chroot /srv/threadwise-sid python3.14'. Default: this Python")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 5)")
     p.add_argument("--warmups", type=int, default=None, help="untimed warm-ups per cell (default 1)")
-    p.add_argument("--timeout", type=float, default=300.0,
+    p.add_argument("--timeout", type=float, default=None,
                    help="seconds before a cell's agent is killed as hung (default 300)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE in the target before measuring (repeatable); on a "
@@ -71,12 +71,17 @@ def add_parser(subparsers: Any) -> None:
                    help="tasks per cell (strong scaling; default: lcm of the worker counts)")
     b.add_argument("--size", action="append", default=[], metavar="WORKLOAD=N",
                    help="fix a workload's size instead of calibrating it")
-    b.add_argument("--scaling", choices=("strong", "weak"), default="strong",
+    b.add_argument("--sizes-from", metavar="FILE",
+                   help="reuse the sizes an earlier run calibrated (its serial cells), so two runs "
+                        "measure the same work and compare like with like")
+    b.add_argument("--scaling", choices=("strong", "weak"), default=None,
                    help="strong: same total work for every worker count (default); "
                         "weak: the same work per worker")
     b.add_argument("--switch-interval", type=float, default=None, metavar="SECONDS",
                    help="sys.setswitchinterval in the target (default: leave it)")
-    b.add_argument("--resume", metavar="FILE", help="continue a stopped run: skip the cells FILE has")
+    b.add_argument("--resume", metavar="FILE",
+                   help="continue a stopped run: the matrix and sizes stored in FILE, skipping the "
+                        "cells it has (options that contradict FILE are refused)")
     b.add_argument("--json", action="store_true", help="print the results document as JSON")
     b.add_argument("--list", action="store_true", help="list the workloads and exit")
     _add_common(b)
@@ -134,8 +139,84 @@ def _bench_config(args: argparse.Namespace) -> Any:
         repeats=args.repeats if args.repeats is not None else 5,
         warmups=args.warmups if args.warmups is not None else 1,
         task_s=(args.task_ms if args.task_ms is not None else (40.0 if args.quick else 100.0)) / 1000.0,
-        tasks=args.tasks, scaling=args.scaling, timeout=args.timeout,
-        switch_interval=args.switch_interval, sizes=parse_sizes(args.size), imports=list(args.imports))
+        tasks=args.tasks, scaling=args.scaling or "strong",
+        timeout=args.timeout if args.timeout is not None else 300.0,
+        switch_interval=args.switch_interval, sizes=parse_sizes(args.size), imports=list(args.imports),
+        calibrated_sizes=_sizes_from(args.sizes_from) if args.sizes_from else {})
+
+
+def _sizes_from(path: str) -> Dict[str, Dict[str, int]]:
+    """The sizes an earlier run's serial cells calibrated: label -> workload -> size."""
+    from . import results
+    doc = results.load(path)
+    out: Dict[str, Dict[str, int]] = {}
+    for c in doc.cells:
+        if c.ok and c.backend == "serial" and isinstance(c.size, int) and not c.tag:
+            out.setdefault(c.interpreter, {})[c.workload] = c.size
+    if not out:
+        raise UsageError("%s has no measured serial cell to take sizes from" % path,
+                         "its serial cells failed, or it is not a bench results file",
+                         "pass the results file of a finished threadwise bench run")
+    return out
+
+
+#: bench options that define what is measured -> the config key they set (--resume compares them)
+_MATRIX_OPTIONS = {"python": ("interpreters",), "workload": ("workloads",), "backend": ("backends",),
+                   "workers": ("workers",), "start_method": ("start_methods",),
+                   "task_ms": ("task_s",), "tasks": ("tasks",), "size": ("sizes",),
+                   "scaling": ("scaling",), "switch_interval": ("switch_interval",),
+                   "repeats": ("repeats",), "warmups": ("warmups",), "imports": ("imports",),
+                   "sizes_from": ("calibrated_sizes",),
+                   "quick": ("workloads", "backends", "workers", "task_s")}
+
+
+def _resumed_config(args: argparse.Namespace, doc: "ResultsDocument") -> Any:
+    """The config stored in the file being resumed; a given option that contradicts it is an
+    error (exit 2): a resumed run must measure the same work as the cells it keeps."""
+    from .config import BenchConfig
+    if doc.config.get("command") == "claims":
+        raise UsageError("%s was written by threadwise claims" % args.resume,
+                         "--resume continues a threadwise bench run",
+                         "rerun the claims, or resume a file written by threadwise bench -o")
+    labels = {f.command: label for label, f in doc.interpreters.items()}
+    stored = BenchConfig.from_json(doc.config, labels)
+    if args.timeout is not None:
+        stored.timeout = args.timeout   # how long to wait is not part of what is measured
+        stored.validate()
+    given = [name for name in _MATRIX_OPTIONS if getattr(args, name) not in (None, [], False)]
+    if not given:
+        return stored
+    fresh, old = _bench_config(args).to_json(), stored.to_json()
+    for name in given:
+        for key in _MATRIX_OPTIONS[name]:
+            if fresh[key] != old[key]:
+                raise UsageError(
+                    "--%s contradicts the run being resumed: %s is %s here, %s in %s"
+                    % (name.replace("_", "-"), key, _short(fresh[key]), _short(old[key]), args.resume),
+                    "--resume continues the matrix and sizes stored in the file, so that every "
+                    "speedup divides the same work",
+                    "drop --%s to resume, or start a new run with -o NEW.json" % name.replace("_", "-"))
+    return stored
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _check_not_foreign(path: str) -> None:
+    """Refuse to overwrite a file that is not a threadwise results file (``-o notes.txt``)."""
+    import os
+
+    from . import results
+    from ..errors import ResultsFileError
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    try:
+        results.load(path)
+    except ResultsFileError:
+        raise UsageError("%s exists and is not a threadwise results file" % path,
+                         "--output would overwrite it", "choose another -o path, or delete it first") from None
 
 
 def _exit_status(doc: "ResultsDocument", keys: set) -> int:
@@ -154,12 +235,15 @@ def cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
         for name, w in sorted(CATALOG.items()):
             console.print("[bold]%-14s[/] %-15s %s" % (name, w.kind, w.doc))
         return 0
-    cfg = _bench_config(args)
     output = args.output or args.resume
     if args.resume:
         doc = results.load(args.resume)
+        cfg = _resumed_config(args, doc)
         skip = doc.finished_keys()
     else:
+        cfg = _bench_config(args)
+        if output:
+            _check_not_foreign(output)
         doc = results.new_document(environment.host(), cfg.to_json())
         skip = set()
     if output:
@@ -229,7 +313,8 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
     doc = results.new_document(environment.host(), {"command": "claims",
                                                     "interpreters": [i.command for i in interps]})
     exp = claims_mod.Experiments(interps, doc, output=args.output, quick=args.quick,
-                                 repeats=args.repeats, warmups=args.warmups, timeout=args.timeout,
+                                 repeats=args.repeats, warmups=args.warmups,
+                                 timeout=args.timeout if args.timeout is not None else 300.0,
                                  imports=args.imports)
     prog = views.progress(err)
     task = prog.add_task("claims", total=exp.total(only), cell="")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import UsageError
 from .inside import workloads as catalog
@@ -121,6 +121,8 @@ class BenchConfig:
     tag: str = ""
     #: modules the agent imports before measuring (to see, e.g., whether one turns the GIL on)
     imports: List[str] = field(default_factory=list)
+    #: sizes an earlier run calibrated (--sizes-from, --resume): interpreter label -> workload -> size
+    calibrated_sizes: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -159,6 +161,10 @@ class BenchConfig:
                                  "choose among: %s" % ", ".join(sorted(names)))
             check_int("--size %s" % k, v, 1, MAX_SIZE, "--size cpu-python=200000")
 
+    def size_for(self, interpreter: str, workload: str) -> Optional[int]:
+        """The fixed size of a workload on an interpreter, or None (calibrate it)."""
+        return self.sizes.get(workload) or self.calibrated_sizes.get(interpreter, {}).get(workload)
+
     def task_count(self) -> int:
         if self.tasks:
             return self.tasks
@@ -173,7 +179,38 @@ class BenchConfig:
                 "repeats": self.repeats, "warmups": self.warmups, "task_s": self.task_s,
                 "tasks": self.task_count(), "scaling": self.scaling,
                 "tasks_per_worker": self.tasks_per_worker, "timeout_s": self.timeout,
-                "switch_interval": self.switch_interval, "imports": self.imports}
+                "switch_interval": self.switch_interval, "imports": self.imports,
+                "sizes": self.sizes, "calibrated_sizes": self.calibrated_sizes,
+                "per_task": self.per_task, "tag": self.tag}
+
+    @classmethod
+    def from_json(cls, c: Mapping[str, Any], labels: Mapping[str, str]) -> "BenchConfig":
+        """The config a results file recorded (``to_json``), to resume it; ``labels`` maps
+        each interpreter command to the label it was measured under."""
+        try:
+            interps = [Interpreter.parse(cmd, labels.get(cmd)) for cmd in c["interpreters"]]
+            return cls(interpreters=interps,
+                       workloads=[WorkloadSpec.parse(_spec_text(w)) for w in c["workloads"]],
+                       backends=list(c["backends"]), workers=list(c["workers"]),
+                       start_methods=list(c.get("start_methods") or [None]),
+                       repeats=c["repeats"], warmups=c["warmups"], task_s=c["task_s"],
+                       tasks=c.get("tasks"), scaling=c.get("scaling", "strong"),
+                       tasks_per_worker=c.get("tasks_per_worker", 2),
+                       timeout=c.get("timeout_s", 300.0), switch_interval=c.get("switch_interval"),
+                       sizes=dict(c.get("sizes") or {}), imports=list(c.get("imports") or []),
+                       calibrated_sizes={k: dict(v) for k, v in (c.get("calibrated_sizes") or {}).items()},
+                       per_task=bool(c.get("per_task", False)), tag=str(c.get("tag") or ""))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise UsageError("the run's options in the results file can't be read back (%s: %s)"
+                             % (type(e).__name__, e),
+                             "it was written by threadwise claims, or by hand, not by threadwise bench",
+                             "start a new run with -o NEW.json instead of --resume") from None
+
+
+def _spec_text(label: str) -> str:
+    """``duty-cycle[duty=0.25]`` (a WorkloadSpec label) -> ``duty-cycle:duty=0.25``."""
+    name, _, rest = label.partition("[")
+    return name + (":" + rest.rstrip("]") if rest else "")
 
 
 def parse_sizes(items: Sequence[str]) -> Dict[str, int]:

@@ -62,7 +62,8 @@ class EchoServer:
 
     def start(self) -> "EchoServer":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "threadwise.bench.echo", "0", repr(self.delay_s)], stdout=subprocess.PIPE,
+            [sys.executable, "-m", "threadwise.bench.echo", "0", repr(self.delay_s), str(os.getpid())],
+            stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.strip().isdigit():
@@ -97,6 +98,9 @@ class EchoServer:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:   # started by EchoServer: end with it, even when it is SIGKILLed
+        from threadwise._lifetime import die_with_parent
+        die_with_parent(int(sys.argv[3]))
     DELAY_S = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     try:
         asyncio.run(_serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0))

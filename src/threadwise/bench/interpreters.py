@@ -51,6 +51,12 @@ class Interpreter:
     @classmethod
     def parse(cls, text: str, label: Optional[str] = None) -> "Interpreter":
         try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError("the interpreter command %r is not valid UTF-8" % text,
+                             "it holds bytes the shell passed through undecoded (e.g. $'\\xff')",
+                             "give the command in UTF-8") from None
+        try:
             words = shlex.split(text)
         except ValueError as e:
             raise UsageError("can't parse the interpreter command %r (%s)" % (text, e),
@@ -95,12 +101,23 @@ def _sources() -> Dict[str, str]:
 
 _BOOTSTRAP = r'''
 import sys, os, json, tempfile, shutil
+if sys.platform.startswith("linux"):
+    try:   # end with the host even if it is SIGKILLed (threadwise._lifetime, stdlib-only copy)
+        import ctypes
+        ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+    except Exception:
+        pass
+    if os.getppid() != %(host_pid)d and os.getppid() == 1:
+        os._exit(1)
 main_mod = sys.modules["__main__"]
 if getattr(main_mod, "__file__", None) in ("<stdin>", "-"):
     del main_mod.__file__   # multiprocessing's spawn would try to re-run "<stdin>"
 SOURCES = json.loads(%(sources)s)
 CONFIG = json.loads(%(config)s)
 _d = tempfile.mkdtemp(prefix="threadwise-agent-")
+# the host removes this folder if it has to kill us before the finally below runs
+sys.stdout.write(%(prefix)r + json.dumps({"type": "tmpdir", "path": _d}) + "\n")
+sys.stdout.flush()
 try:
     for _rel, _text in SOURCES.items():
         _p = os.path.join(_d, *_rel.split("/"))
@@ -122,7 +139,8 @@ finally:
 def agent_script(config: Dict[str, Any]) -> str:
     """The bootstrap program sent on stdin: the agent's files and one config, as JSON."""
     return _BOOTSTRAP % {"sources": repr(json.dumps(_sources())),
-                         "config": repr(json.dumps(config))}
+                         "config": repr(json.dumps(config)), "prefix": PREFIX,
+                         "host_pid": os.getpid()}
 
 
 @dataclass
@@ -237,6 +255,10 @@ def run_agent(interp: Interpreter, config: Dict[str, Any], timeout: float = 600.
                 os.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
+            if proc.returncode != 0:
+                for r in readers:
+                    r.join(2)
+                _remove_tmpdir(interp, run)
     for r in readers:
         r.join(5)
     run.returncode = proc.returncode
@@ -250,6 +272,22 @@ def run_agent(interp: Interpreter, config: Dict[str, Any], timeout: float = 600.
             "or it crashed",
             "run the command by hand to see why; it printed: %s" % _tail(printed))
     return run
+
+
+def _remove_tmpdir(interp: Interpreter, run: AgentRun) -> None:
+    """Remove the folder a killed agent could not remove itself (seen from the host: a
+    ``chroot ROOT python`` command's paths lie under ROOT)."""
+    rec = run.first("tmpdir")
+    path = rec.get("path") if rec else None
+    if not isinstance(path, str) or "threadwise-agent-" not in os.path.basename(path):
+        return
+    argv = list(interp.argv)
+    if argv and os.path.basename(argv[0]) == "chroot":
+        root = next((a for a in argv[1:] if not a.startswith("-")), None)
+        if root is None:
+            return
+        path = os.path.join(root, path.lstrip("/"))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _what(config: Dict[str, Any]) -> str:

@@ -27,8 +27,11 @@ Schema history (the ``schema`` field; a change that breaks readers gets a new nu
 
 - ``threadwise.results/1`` (threadwise 0.1.0): environment, interpreters, config, cells,
   experiments, claims; a cell's key is interpreter|workload[params]|backend|workers|
-  start method|scaling (+|per-task, +|tag).  Still the format written today: the typed
-  model reads and writes it unchanged.
+  start method|scaling (+|per-task, +|tag).
+- ``threadwise.results/2``: the key also names the work, ``|tasks=N`` and, when the size
+  was fixed rather than calibrated, ``|size=N`` (a resumed or compared run divides
+  like by like); ``config`` records ``sizes``, ``calibrated_sizes``, ``per_task`` and
+  ``tag``.  A /1 file is read with its keys recomputed from the cells' fields.
 """
 from __future__ import annotations
 
@@ -44,7 +47,9 @@ from .. import __version__
 from ..errors import ResultsFileError
 from .stats import Summary
 
-SCHEMA = "threadwise.results/1"
+SCHEMA = "threadwise.results/2"
+#: older schemas this version reads (and upgrades in memory; it writes SCHEMA)
+READS = ("threadwise.results/1", SCHEMA)
 #: JSON nesting a results document may have (a real one has about 6)
 MAX_DEPTH = 64
 #: integers beyond this are not counts or sizes (and would overflow float arithmetic)
@@ -220,6 +225,22 @@ def _opt() -> Any:
 # --------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------
+def cell_key(interpreter: str, workload: str, backend: str, workers: int,
+             start_method: Optional[str] = None, scaling: str = "strong",
+             params: Optional[Mapping[str, Any]] = None, tasks: Optional[int] = None,
+             size: Optional[Number] = None, per_task: bool = False, tag: str = "") -> str:
+    """The identity of a cell: what --resume compares, and what pairs cells across runs."""
+    p = ",".join("%s=%s" % kv for kv in sorted((params or {}).items()))
+    parts = [interpreter, workload + ("[%s]" % p if p else ""), backend, str(workers),
+             start_method or "-", scaling]
+    if tasks is not None:
+        parts.append("tasks=%d" % tasks)
+    if size is not None:
+        parts.append("size=%s" % size)
+    return "|".join(parts) + ("|per-task" if per_task else "") + ("|" + tag if tag else "")
+
+
+
 @dataclass(frozen=True)
 class Environment:
     """The host at the start of a run (see docs/results-schema.md)."""
@@ -484,7 +505,7 @@ class ResultsDocument:
             raise ResultsFileError("%s is not a threadwise results file (no \"schema\" field)" % name,
                                    "it is some other JSON document",
                                    "pass a file written by threadwise bench/claims --output")
-        if d.get("schema") != SCHEMA:
+        if d.get("schema") not in READS:
             raise ResultsFileError(
                 "%s has schema %r; this threadwise (%s) reads %r"
                 % (name, _short(d.get("schema")), __version__, SCHEMA),
@@ -494,6 +515,10 @@ class ResultsDocument:
             raise ResultsFileError("%s has no \"cells\" list" % name, "it was edited or truncated",
                                    "measure again")
         doc = _from_json(cls, d, name)
+        if doc.schema != SCHEMA:   # /1: keys without the work's size; recompute them
+            doc = replace(doc, schema=SCHEMA, cells=tuple(replace(c, key=cell_key(
+                c.interpreter, c.workload, c.backend, c.workers, c.start_method, c.scaling,
+                c.params, c.tasks, None, c.per_task, c.tag)) for c in doc.cells))
         seen = set()
         for c in doc.cells:
             if c.key in seen:
@@ -573,5 +598,5 @@ def summary_from_json(d: Any, where: str) -> Summary:
     return _from_json(Summary, d, where)
 
 
-__all__ = ["SCHEMA", "as_json", "Cell", "Claim", "ConvoyRun", "Environment", "Experiments", "GilCheck",
+__all__ = ["SCHEMA", "as_json", "cell_key", "Cell", "Claim", "ConvoyRun", "Environment", "Experiments", "GilCheck",
            "InterpreterFacts", "ResultsDocument", "Summary", "merge"]

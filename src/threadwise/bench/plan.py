@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-from . import results
 from .config import BenchConfig, WorkloadSpec
 from .inside import workloads as catalog
 from .interpreters import Interpreter
+from .model import cell_key
 
 
 @dataclass
@@ -31,20 +31,22 @@ class CellSpec:
     tasks: int
     per_task: bool = False
     tag: str = ""
+    #: the work per task when fixed (--size, --sizes-from, a resumed file); None: calibrated
+    size: Optional[int] = None
+    #: tasks of this cell's serial baseline (weak scaling: fewer than the cell's)
+    baseline_tasks: Optional[int] = None
 
     @property
     def key(self) -> str:
-        return self.key_for(self.backend, self.workers, self.start_method, self.per_task)
+        return cell_key(self.interpreter.label, self.workload.name, self.backend, self.workers,
+                        self.start_method, self.scaling, self.workload.params, self.tasks,
+                        self.size, self.per_task, self.tag)
 
     @property
     def baseline_key(self) -> str:
-        return self.key_for("serial", 1, None, False)
-
-    def key_for(self, backend: str, workers: int, start_method: Optional[str],
-                per_task: bool) -> str:
-        return results.cell_key(self.interpreter.label, self.workload.name, backend, workers,
-                                start_method, self.scaling, self.workload.params) + \
-            ("|per-task" if per_task else "") + ("|" + self.tag if self.tag else "")
+        return cell_key(self.interpreter.label, self.workload.name, "serial", 1, None,
+                        self.scaling, self.workload.params, self.baseline_tasks or self.tasks,
+                        self.size, False, self.tag)
 
     @property
     def title(self) -> str:
@@ -59,7 +61,9 @@ def plan(cfg: BenchConfig) -> List[CellSpec]:
     for interp in cfg.interpreters:
         for wl in cfg.workloads:
             base_tasks = cfg.tasks_per_worker if cfg.scaling == "weak" else cfg.task_count()
-            out.append(CellSpec(interp, wl, "serial", 1, None, cfg.scaling, base_tasks, tag=cfg.tag))
+            size = cfg.size_for(interp.label, wl.name)
+            out.append(CellSpec(interp, wl, "serial", 1, None, cfg.scaling, base_tasks, tag=cfg.tag,
+                                size=size, baseline_tasks=base_tasks))
             for backend in cfg.backends:
                 if backend == "serial":
                     continue
@@ -71,5 +75,5 @@ def plan(cfg: BenchConfig) -> List[CellSpec]:
                         tasks = w * cfg.tasks_per_worker if cfg.scaling == "weak" else cfg.task_count()
                         out.append(CellSpec(interp, wl, backend, w, m, cfg.scaling, tasks,
                                             per_task=cfg.per_task and backend == "processes",
-                                            tag=cfg.tag))
+                                            tag=cfg.tag, size=size, baseline_tasks=base_tasks))
     return out

@@ -18,25 +18,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .. import __version__, _io
 from ..errors import ResultsFileError
-from .model import SCHEMA, Environment, ResultsDocument
+from .model import SCHEMA, Environment, ResultsDocument, cell_key
 
 #: a results file larger than this is not one threadwise wrote (a full claims run is ~1 MB)
 MAX_BYTES = 256 * 1024 * 1024
 
 __all__ = ["SCHEMA", "cell_key", "check_writable", "load", "loads", "new_document", "save"]
-
-
-def cell_key(interpreter: str, workload: str, backend: str, workers: int,
-             start_method: Optional[str] = None, scaling: str = "strong",
-             params: Optional[Dict[str, Any]] = None) -> str:
-    """The identity of a cell: what --resume compares."""
-    p = ",".join("%s=%s" % kv for kv in sorted((params or {}).items()))
-    return "|".join([interpreter, workload + ("[%s]" % p if p else ""), backend, str(workers),
-                     start_method or "-", scaling])
 
 
 def now() -> str:

@@ -133,7 +133,7 @@ class Runner:
             return self.broken.get(spec.interpreter.label, "interpreter unavailable")
         f["gil_enabled"], f["free_threaded"] = facts.gil_enabled, facts.free_threaded
         baseline = self._baseline(spec) if spec.backend != "serial" else None
-        size = self.cfg.sizes.get(spec.workload.name)
+        size = spec.size
         if spec.backend != "serial" and baseline is None:
             if size is None and catalog.CATALOG[spec.workload.name].calibrate:
                 return "no serial baseline for this workload (it failed or was skipped)"
