@@ -69,9 +69,11 @@ def _write(path, doc):
 def test_names_and_format(tmp_path):
     suite, skipped = export.to_pyperf(ResultsDocument.from_json(_doc()))
     names = [b["metadata"]["name"] for b in suite["benchmarks"]]
-    assert names == ["py/cpu-python/serial/x1", "py/cpu-python/threads/x2", "py/cpu-python/processes/x2",
-                     "py/cpu-python/processes/spawn/x2", "py/cpu-python/threads/x2/weak",
-                     "py/cpu-python/processes/x2/tiny/per-task"]
+    work = "tasks=4/size=1000"     # the name says how much work: compare_to pairs like with like
+    assert names == ["py/cpu-python/serial/x1/" + work, "py/cpu-python/threads/x2/" + work,
+                     "py/cpu-python/processes/x2/" + work, "py/cpu-python/processes/spawn/x2/" + work,
+                     "py/cpu-python/threads/x2/%s/weak" % work,
+                     "py/cpu-python/processes/x2/%s/tiny/per-task" % work]
     assert suite["version"] == "1.0" and skipped == []
     b = suite["benchmarks"][1]
     assert b["metadata"]["unit"] == "second" and b["metadata"]["loops"] == 1
@@ -122,7 +124,7 @@ def test_hostile_labels_and_odd_values_still_load_in_pyperf(tmp_path, run_cli):
     assert p.returncode == 0, p.stderr
     err = " ".join(p.stderr.split())
     assert "left out" in err and "py/empty/threads/x8" in err and "py/huge/threads/x8" in err, err
-    assert "py/some-huge/threads/x8: 1 sample over" in err and "overflow" in err, err
+    assert "py/some-huge/threads/x8/tasks=4/size=1000: 1 sample over" in err and "overflow" in err, err
     data = json.loads(out.read_text())
     names = [b["metadata"]["name"] for b in data["benchmarks"]]
     assert len(names) == len(set(names))
@@ -137,7 +139,7 @@ def test_hostile_labels_and_odd_values_still_load_in_pyperf(tmp_path, run_cli):
         assert all(isinstance(v, str) is False or v.isprintable() for v in b["metadata"].values())
     sleep = next(b for b in data["benchmarks"] if b["metadata"]["name"] == "py/sleep/threads/x8")
     assert sleep["runs"][0]["values"] == [0.1, 0.11]
-    some = next(b for b in data["benchmarks"] if b["metadata"]["name"] == "py/some-huge/threads/x8")
+    some = next(b for b in data["benchmarks"] if b["metadata"]["name"] == "py/some-huge/threads/x8/tasks=4/size=1000")
     assert some["runs"][0]["values"] == [0.1, 0.12]
     for args in (["stats", str(out)], ["show", "--metadata", str(out)], ["compare_to", str(out), str(out)]):
         p = _pyperf(*args)

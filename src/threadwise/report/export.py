@@ -98,11 +98,19 @@ def _name_part(x: Any) -> str:
 
 
 def benchmark_name(cell: Cell) -> str:
-    """``interpreter/workload/backend[/start_method]/xW[/weak][/tag][/per-task]``."""
+    """``interpreter/workload/backend[/start_method]/xW/tasks=T/size=S[/weak][/tag][/per-task]``.
+
+    The name says how much work was measured (tasks and size), so ``pyperf compare_to``
+    pairs only benchmarks of the same work: two runs that calibrated different sizes
+    share no name (rerun with ``bench --sizes-from FIRST.json`` to compare them)."""
     parts = [_name_part(cell.interpreter), _name_part(cell.label), _name_part(cell.backend)]
     if cell.start_method:
         parts.append(_name_part(cell.start_method))
     parts.append("x%d" % cell.workers)
+    if cell.tasks is not None:
+        parts.append("tasks=%d" % cell.tasks)
+    if cell.size is not None:
+        parts.append("size=%s" % _name_part(cell.size))
     if cell.scaling != "strong":
         parts.append(_name_part(cell.scaling))
     if cell.tag:
