@@ -44,7 +44,7 @@ def test_bench_list():
     (["bench", "--bogus"], "unrecognized arguments"),
     (["bench", "-o", "/nonexistent-dir/r.json"], "does not exist"),
     (["bench", "--size", "cpu-python=abc"], "bad --size"),
-    (["claims", "--only", "C9"], "unknown claim C9"),
+    (["claims", "--only", "C10"], "unknown claim C10"),
 ])
 def test_bad_input_exit_2_with_three_parts(args, match):
     p = cli(*args)

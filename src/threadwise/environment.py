@@ -110,3 +110,71 @@ def host() -> Dict[str, Any]:
         "host_executable": sys.executable,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+@dataclass(frozen=True)
+class Contention:
+    """How busy the machine was while something ran, apart from threadwise itself.
+
+    ``others`` is the share of all CPUs' time that other processes used (0.5 on a 2-core
+    machine = one core's worth), ``steal`` the share a hypervisor gave to other guests."""
+    seconds: float
+    others: float
+    steal: float
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"seconds": round(self.seconds, 3), "others": round(self.others, 4),
+                "steal": round(self.steal, 4)}
+
+
+def _cpu_times() -> Tuple[float, float, float]:
+    """(busy, steal, all) seconds of every CPU since boot, from /proc/stat via psutil."""
+    t = psutil.cpu_times()
+    steal = getattr(t, "steal", 0.0) or 0.0
+    idle = t.idle + (getattr(t, "iowait", 0.0) or 0.0)
+    total = sum(t)
+    # guest time is already counted in user time on Linux
+    total -= (getattr(t, "guest", 0.0) or 0.0) + (getattr(t, "guest_nice", 0.0) or 0.0)
+    return total - idle - steal, steal, total
+
+
+def _own_cpu(extra_pids: "tuple[int, ...]") -> float:
+    """CPU seconds of this process, its reaped children (the agents and their workers),
+    and live helper processes of ours (the echo server)."""
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    for pid in extra_pids:
+        try:
+            ct = psutil.Process(pid).cpu_times()
+            own += ct.user + ct.system
+        except psutil.Error:
+            pass
+    return own
+
+
+class CpuWatch:
+    """Measure the other processes' CPU share over an interval (see :class:`Contention`).
+
+    Start it before launching a measurement, stop it after the measured children were
+    reaped (their CPU time then counts as ours through ``os.times()``)::
+
+        watch = CpuWatch(extra_pids=(echo.pid,))
+        ... run the agent, wait for it ...
+        busy = watch.stop()     # Contention(seconds, others, steal)
+
+    Linux-only in substance (psutil reads /proc/stat); elsewhere the figures are 0."""
+
+    def __init__(self, extra_pids: "tuple[int, ...]" = ()) -> None:
+        self.extra_pids = tuple(extra_pids)
+        self.t0 = time.monotonic()
+        self.cpu0 = _cpu_times()
+        self.own0 = _own_cpu(self.extra_pids)
+
+    def stop(self) -> Contention:
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        busy1, steal1, total1 = _cpu_times()
+        busy0, steal0, total0 = self.cpu0
+        own = _own_cpu(self.extra_pids) - self.own0
+        span = max(total1 - total0, 1e-9)      # all CPUs' seconds in the interval
+        others = max(0.0, (busy1 - busy0) - own) / span
+        return Contention(seconds=wall, others=min(1.0, others), steal=min(1.0, (steal1 - steal0) / span))

@@ -304,7 +304,7 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
     if only:
         bad = [x for x in only if x not in claims_mod.CLAIM_IDS]
         if bad:
-            raise UsageError("unknown claim %s" % ", ".join(bad), "claims are C1 to C8",
+            raise UsageError("unknown claim %s" % ", ".join(bad), "claims are C1 to C9",
                              "e.g. --only C1,C8")
     if args.output:
         results.check_writable(args.output)

@@ -75,6 +75,11 @@ class EchoServer:
         self.address = ("127.0.0.1", int(line))
         return self
 
+    @property
+    def pid(self) -> Optional[int]:
+        """The server process (its CPU time is threadwise's, not another program's)."""
+        return self.proc.pid if self.proc is not None else None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:

@@ -55,6 +55,9 @@ MAX_DEPTH = 64
 #: integers beyond this are not counts or sizes (and would overflow float arithmetic)
 MAX_INT = 2 ** 53
 STATUSES = ("ok", "error", "unsupported")
+#: a cell is "busy" when others took more than this share of all CPUs while it ran: on
+#: 2 cores, 0.2 is 0.4 of a core; one CPU burner beside it reads 0.5
+BUSY_SHARE = 0.2
 
 JSON = Any
 T = TypeVar("T")
@@ -344,6 +347,12 @@ class Cell:
     checksums_ok: Optional[bool] = _opt()
     warnings: Tuple[str, ...] = ()
     load_avg_start: Optional[float] = None
+    #: share of all CPUs other processes used while the cell ran (environment.CpuWatch)
+    others_share: Optional[float] = _opt()
+    #: share of all CPUs a hypervisor gave to other guests meanwhile
+    steal_share: Optional[float] = _opt()
+    #: measurements taken (2: the first was on a busy machine and was re-measured)
+    attempts: Optional[int] = _opt()
     started: Optional[str] = None
     finished: Optional[str] = _opt()
     gil_enabled: Optional[bool] = _opt()
@@ -385,6 +394,11 @@ class Cell:
         return self.wall_s.samples if self.wall_s is not None else ()
 
     @property
+    def busy(self) -> bool:
+        """Other processes (or a hypervisor) took more than BUSY_SHARE of the CPUs meanwhile."""
+        return (self.others_share or 0.0) + (self.steal_share or 0.0) > BUSY_SHARE
+
+    @property
     def task_s(self) -> Optional[float]:
         """Median wall time per task (serial cells: the calibrated task length)."""
         m = self.wall_median
@@ -420,6 +434,7 @@ class ConvoyRun:
     p99_s: Optional[float] = None
     max_s: Optional[float] = None
     latencies_s: Optional[Tuple[float, ...]] = _opt()
+    others_share: Optional[float] = _opt()
     error: Optional[str] = _opt()
     unsupported: Optional[str] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -442,6 +457,7 @@ class GilCheck:
     call_s: Optional[float] = None
     calls: Optional[int] = None
     method: Optional[str] = None
+    others_share: Optional[float] = _opt()
     error: Optional[str] = _opt()
     unsupported: Optional[str] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -457,10 +473,35 @@ class GilCheck:
 
 
 @dataclass(frozen=True)
+class RaceRun:
+    """One run of unsynchronized shared updates from several threads (C9)."""
+    interpreter: Optional[str] = None
+    op: str = ""
+    run: Optional[int] = None
+    threads: Optional[int] = None
+    per_thread: Optional[int] = None
+    expected: Optional[int] = None
+    actual: Optional[int] = None
+    lost: Optional[int] = None
+    seconds: Optional[float] = None
+    others_share: Optional[float] = _opt()
+    error: Optional[str] = _opt()
+    unsupported: Optional[str] = _opt()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "race") -> "RaceRun":
+        return _from_json(cls, d, where)
+
+
+@dataclass(frozen=True)
 class Experiments:
     """The claims run's experiments beside the cells."""
     convoy: Tuple[ConvoyRun, ...] = ()
     gilcheck: Tuple[GilCheck, ...] = ()
+    races: Tuple[RaceRun, ...] = ()
+    #: the CPython with a GIL that C2, C6, C7 and C8 were measured on
+    reference: Optional[str] = _opt()
     cores: Optional[int] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -586,6 +627,8 @@ def merge(docs: Sequence[ResultsDocument]) -> ResultsDocument:
             cells[c.key] = c
         exp = Experiments(convoy=out.experiments.convoy + d.experiments.convoy,
                           gilcheck=out.experiments.gilcheck + d.experiments.gilcheck,
+                          races=out.experiments.races + d.experiments.races,
+                          reference=d.experiments.reference or out.experiments.reference,
                           cores=d.experiments.cores or out.experiments.cores,
                           extra={**out.experiments.extra, **d.experiments.extra})
         out = replace(out, interpreters={**out.interpreters, **d.interpreters},
@@ -599,4 +642,4 @@ def summary_from_json(d: Any, where: str) -> Summary:
 
 
 __all__ = ["SCHEMA", "as_json", "cell_key", "Cell", "Claim", "ConvoyRun", "Environment", "Experiments", "GilCheck",
-           "InterpreterFacts", "ResultsDocument", "Summary", "merge"]
+           "InterpreterFacts", "RaceRun", "ResultsDocument", "Summary", "merge"]

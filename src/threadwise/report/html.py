@@ -53,19 +53,20 @@ from ..bench.stats import amdahl_fit
 from ..errors import ThreadwiseError
 from . import plots
 
-VERDICTS = ("holds", "fails", "partly", "untestable")
+VERDICTS = ("holds", "fails", "partly", "inconclusive", "untestable")
 STATUSES = ("ok", "error", "unsupported")
 
 #: which figures stand behind which claim: figure kinds, and workloads for the scaling plots
 CLAIM_FIGURES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "C1": (("interp",), ("cpu-python",)),
     "C2": ((), ("sleep", "socket", "file-io", "hashlib", "zlib")),
-    "C3": (("interp",), ("cpu-python",)),
+    "C3": (("interp",), ("cpu-python", "shared-objects", "private-objects")),
     "C4": (("interp",), ("cpu-python",)),
     "C5": (("interp",), ("cpu-python",)),
-    "C6": (("gilcheck",), ("hashlib", "hashlib-small", "zlib", "json")),
+    "C6": (("gilcheck",), ()),
     "C7": ((), ("cpu-python",)),
     "C8": (("convoy",), ()),
+    "C9": ((), ()),
 }
 
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src 'none'; "

@@ -716,6 +716,58 @@ def run_gilcheck(cfg):
         emit("gilcheck", **res)
 
 
+class _Counter(object):
+    def __init__(self):
+        self.n = 0
+
+
+def _race(op, threads, per_thread):
+    """``threads`` threads each apply ``op`` ``per_thread`` times to one shared object, with
+    no lock; returns (expected, actual)."""
+    counter, items, table = _Counter(), [], {}
+
+    def bump():
+        for _ in range(per_thread):
+            counter.n += 1
+
+    def append():
+        for i in range(per_thread):
+            items.append(i)
+
+    def update():
+        for _ in range(per_thread):
+            table["k"] = table.get("k", 0) + 1
+
+    work = {"counter += 1": bump, "list.append": append, "dict read-modify-write": update}[op]
+    start = threading.Event()
+
+    def run():
+        start.wait()
+        work()
+
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    start.set()
+    for t in ts:
+        t.join()
+    actual = {"counter += 1": lambda: counter.n, "list.append": lambda: len(items),
+              "dict read-modify-write": lambda: table.get("k", 0)}[op]()
+    return threads * per_thread, actual
+
+
+def run_races(cfg):
+    """C9: unsynchronized shared updates from several threads; emits the updates lost."""
+    threads = int(cfg.get("threads") or max(4, 2 * usable_cores()))
+    per_thread = int(cfg.get("per_thread") or 100000)
+    for run in range(int(cfg.get("runs") or 3)):
+        for op in ("counter += 1", "list.append", "dict read-modify-write"):
+            t0 = _clock()
+            expected, actual = _race(op, threads, per_thread)
+            emit("race", op=op, run=run, threads=threads, per_thread=per_thread,
+                 expected=expected, actual=actual, lost=expected - actual, seconds=_clock() - t0)
+
+
 def do_imports(modules):
     """Import the user's modules before measuring (``--import``).  On a free-threaded build an
     extension that isn't marked free-threading-safe turns the GIL back on with a RuntimeWarning
@@ -761,6 +813,8 @@ def main(cfg):
             run_convoy(cfg)
         elif mode == "gilcheck":
             run_gilcheck(cfg)
+        elif mode == "races":
+            run_races(cfg)
         else:
             raise ValueError("unknown agent mode %r" % mode)
     except Unsupported as e:

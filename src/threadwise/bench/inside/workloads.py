@@ -217,6 +217,94 @@ def bz2_compress(size, index, nbytes=65536):
     return acc
 
 
+def lzma_compress(size, index, nbytes=65536):
+    """``size`` lzma.compress calls (preset 1) on a 64 KiB buffer (releases the GIL)."""
+    import lzma
+    buf = _buffer(nbytes, index)
+    acc = 0
+    for i in _range(size):
+        out = lzma.compress(buf, preset=1)
+        acc = (acc * 31 + len(out) + i) & MASK32
+    return acc
+
+
+def sqlite_query(size, index, rows=20000):
+    """``size`` aggregate queries over a private in-memory table (sqlite3_step runs without
+    the GIL)."""
+    import sqlite3
+    db = _DBS.get(index)
+    if db is None:
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.execute("create table t (k integer, v text)")
+        db.executemany("insert into t values (?, ?)",
+                       [(i, "v%d" % ((i * 7919 + index) % 1009)) for i in range(rows)])
+        _DBS[index] = db
+    acc = 0
+    for i in _range(size):
+        n, total = db.execute("select count(*), sum(length(v) + k %% 7) from t where v > 'v%d'"
+                              % (i % 10)).fetchone()
+        acc = (acc * 31 + n + (total or 0)) & MASK32
+    return acc
+
+
+_DBS = {}
+
+
+def numpy_matmul(size, index, n=160):
+    """``size`` float64 matrix products (n x n) through numpy's BLAS (releases the GIL)."""
+    import numpy
+    a = _MATS.get((n, index))
+    if a is None:
+        a = numpy.arange(n * n, dtype="float64").reshape(n, n) % (7 + index % 5) / 7.0
+        _MATS[(n, index)] = a
+    acc = 0
+    for i in _range(size):
+        b = a.dot(a)
+        acc = (acc * 31 + int(b[i % n, (i * 7) % n]) + i) & MASK32
+    return acc
+
+
+_MATS = {}
+
+
+# --------------------------------------------------------------------------
+# reference counts: objects shared by every thread vs private ones (C3)
+# --------------------------------------------------------------------------
+class _Item(object):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+
+def _items(n):
+    return [_Item(i % 17 + 0.5, (i * 7) % 13 + 0.25) for i in range(n)]
+
+
+#: made once at import, by the main thread: every worker thread reads these same objects
+_SHARED_ITEMS = _items(64)
+
+
+def _walk(items, size, index):
+    acc = 0.0
+    n = len(items)
+    for i in _range(size):
+        it = items[(i + index) % n]   # a new reference to a (shared or private) object
+        acc += it.a * it.b
+    return int(acc * 4) & MASK32
+
+
+def shared_objects(size, index):
+    """Read attributes of 64 objects that every thread shares (on a free-threaded build each
+    new reference is an atomic update of a shared reference count)."""
+    return _walk(_SHARED_ITEMS, size, index)
+
+
+def private_objects(size, index):
+    """The same work on 64 objects private to the task (no reference-count contention)."""
+    return _walk(_items(64), size, index)
+
+
 # --------------------------------------------------------------------------
 # native code: holds the GIL (json, re)
 # --------------------------------------------------------------------------
@@ -405,6 +493,20 @@ _add(Workload("zlib", zlib_compress, "native-release",
               "zlib.compress level 6 on a 256 KiB buffer (releases the GIL)", size=2))
 _add(Workload("bz2", bz2_compress, "native-release",
               "bz2.compress on a 64 KiB buffer (releases the GIL)", size=2, modules=("bz2",)))
+_add(Workload("lzma", lzma_compress, "native-release",
+              "lzma.compress preset 1 on a 64 KiB buffer (releases the GIL)", size=2, modules=("lzma",)))
+_add(Workload("sqlite3", sqlite_query, "native-release",
+              "aggregate queries on a 20,000-row in-memory sqlite3 table (releases the GIL in "
+              "sqlite3_step)", size=4, modules=("sqlite3",)))
+_add(Workload("numpy", numpy_matmul, "native-release",
+              "numpy float64 160x160 matrix products (BLAS releases the GIL; where numpy is "
+              "installed)", size=8, modules=("numpy",)))
+_add(Workload("shared-objects", shared_objects, "cpu-python",
+              "pure-Python reads of 64 objects every thread shares (reference-count contention "
+              "on free-threaded builds)", size=100000))
+_add(Workload("private-objects", private_objects, "cpu-python",
+              "the same reads of 64 objects private to each task (the control for shared-objects)",
+              size=100000))
 _add(Workload("json", json_roundtrip, "native-hold",
               "json.dumps + json.loads of a 2,000-item document (keeps the GIL)", size=2))
 _add(Workload("regex", regex_scan, "native-hold",
