@@ -282,6 +282,8 @@ def cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
     if output:
         results.check_writable(output)
     if args.html:
+        from ..report import require_report_extra
+        require_report_extra()          # before measuring, not after
         results.check_writable(args.html)
     specs = plan(cfg)
     todo = [s for s in specs if s.key not in skip]
@@ -346,6 +348,8 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
     if args.output:
         results.check_writable(args.output)
     if args.html:
+        from ..report import require_report_extra
+        require_report_extra()          # before measuring, not after
         results.check_writable(args.html)
     doc = results.new_document(environment.host(), {"command": "claims",
                                                     "interpreters": [i.command for i in interps]})

@@ -14,3 +14,16 @@ threadwise.report`` stays cheap.
 from __future__ import annotations
 
 __all__ = ["html", "plots", "export", "cli"]
+
+
+def require_report_extra() -> None:
+    """Fail fast (exit 2) when the plotting stack of ``threadwise[report]`` is missing."""
+    import importlib.util
+
+    from ..errors import UsageError
+    missing = [m for m in ("matplotlib", "jinja2") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError("the HTML report needs %s, which this install of threadwise leaves out"
+                         % " and ".join(missing),
+                         "threadwise was installed without its 'report' extra (the light install)",
+                         "pip install 'threadwise[report]' (or bash scripts/setup, which installs it)")

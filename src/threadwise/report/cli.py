@@ -46,6 +46,8 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_report(args: argparse.Namespace, console: Any, err: Any) -> int:
     from ..bench import model, results
+    from . import require_report_extra
+    require_report_extra()
     from . import html
     docs = [results.load(p) for p in args.results]
     html.check_writable(args.output)
