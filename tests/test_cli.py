@@ -272,3 +272,14 @@ def test_sigkill_of_bench_takes_its_children_along(tmp_path):
             except psutil.Error:
                 pass
         stop(proc)
+
+
+def test_markdown_summary_and_log_progress(tmp_path):
+    md = tmp_path / "summary.md"
+    p = cli("bench", "-w", "sleep", "-b", "threads", "--workers", "2", "--repeats", "2",
+            "--warmups", "0", "--markdown", str(md))
+    assert p.returncode == 0, p.stderr
+    text = md.read_text()
+    assert text.startswith("## threadwise bench") and "| sleep | threads |" in text
+    # no terminal: a line per step that a CI log can show, not a silent bar
+    assert "[1/2]" in p.stderr and "[2/2]" in p.stderr and "sleep threads x2" in p.stderr

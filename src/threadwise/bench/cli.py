@@ -49,6 +49,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "free-threaded build, an import that turns the GIL back on is named")
     p.add_argument("-o", "--output", metavar="FILE", help="write the results (JSON) to FILE, cell by cell")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    p.add_argument("--markdown", metavar="FILE",
+                   help="also write the tables as Markdown (a CI step summary, e.g. "
+                        "--markdown \"$GITHUB_STEP_SUMMARY\")")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -284,7 +287,9 @@ def cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
     if args.html:
         from ..report import require_report_extra
         require_report_extra()          # before measuring, not after
-        results.check_writable(args.html)
+        results.check_writable(args.html, "the HTML report", "--html ./report.html")
+    if args.markdown:
+        results.check_writable(args.markdown, "the Markdown summary", "--markdown summary.md")
     specs = plan(cfg)
     todo = [s for s in specs if s.key not in skip]
     if args.resume:
@@ -317,7 +322,15 @@ def cmd_bench(args: argparse.Namespace, console: Console, err: Console) -> int:
         err.print("results written to %s" % output)
     if args.html:
         _html(doc, args.html, err, output)
+    if args.markdown:
+        _write_markdown(args.markdown, views.bench_markdown(doc), err)
     return _exit_status(doc, keys)
+
+
+def _write_markdown(path: str, text: str, err: "Console") -> None:
+    from .. import _io
+    _io.write_atomic(path, text, "the Markdown summary", "--markdown summary.md")
+    err.print("Markdown summary written to %s" % path, highlight=False, soft_wrap=True)
 
 
 def _html(doc: "ResultsDocument", path: str, err: Console, source: Optional[str] = None) -> None:
@@ -350,7 +363,9 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
     if args.html:
         from ..report import require_report_extra
         require_report_extra()          # before measuring, not after
-        results.check_writable(args.html)
+        results.check_writable(args.html, "the HTML report", "--html ./report.html")
+    if args.markdown:
+        results.check_writable(args.markdown, "the Markdown summary", "--markdown summary.md")
     doc = results.new_document(environment.host(), {"command": "claims",
                                                     "interpreters": [i.command for i in interps]})
     exp = claims_mod.Experiments(interps, doc, output=args.output, quick=args.quick,
@@ -386,6 +401,8 @@ def cmd_claims(args: argparse.Namespace, console: Console, err: Console) -> int:
         err.print("results written to %s" % args.output)
     if args.html:
         _html(doc, args.html, err, args.output)
+    if args.markdown:
+        _write_markdown(args.markdown, views.claims_markdown(verdicts, doc), err)
     return 0
 
 

@@ -6,6 +6,7 @@ measures or computes a verdict.
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -21,7 +22,46 @@ VERDICT_STYLE = {"holds": "bold green", "fails": "bold red", "partly": "bold yel
 GIL_WORD = {True: "on", False: "off", None: "?"}
 
 
-def progress(console: Console) -> Progress:
+class LineProgress:
+    """Progress for a log (CI, a pipe, a file): one line per step, ``[3/40] 12 s  what``.
+
+    The subset of rich's Progress API the commands use (add_task, update, advance, a
+    context manager), so a run without a terminal still shows where it is."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.total: Dict[int, Optional[int]] = {}
+        self.done: Dict[int, int] = {}
+        self.names: Dict[int, str] = {}
+        self.t0 = time.monotonic()
+
+    def add_task(self, description: str, total: Optional[int] = None, **fields: str) -> int:
+        task = len(self.total)
+        self.total[task], self.done[task], self.names[task] = total, 0, description
+        return task
+
+    def update(self, task: int, cell: str = "", **_: object) -> None:
+        if cell:
+            self.console.print("[%d/%s] %3.0f s  %s: %s" % (
+                self.done[task] + 1, self.total[task] or "?", time.monotonic() - self.t0,
+                self.names[task], escape(cell)), highlight=False, soft_wrap=True)
+
+    def advance(self, task: int, steps: int = 1) -> None:
+        self.done[task] += steps
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.console.print("%s: %s steps in %.0f s" % (
+            ", ".join(self.names.values()), ", ".join(str(d) for d in self.done.values()),
+            time.monotonic() - self.t0), highlight=False, soft_wrap=True)
+
+
+def progress(console: Console) -> "Progress | LineProgress":
+    """A live bar in a terminal; a line per step in a log."""
+    if not console.is_terminal:
+        return LineProgress(console)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("{task.fields[cell]}"), console=console,
                     transient=False)
@@ -184,3 +224,57 @@ def interpreters_table(rows: Sequence[InterpreterFacts], console: Console) -> No
                   "/".join(r.start_methods) or "none",
                   "%.2f" % par if isinstance(par, (int, float)) else "")
     console.print(t)
+
+
+# --------------------------------------------------------------------------
+# Markdown (--markdown FILE: a CI step summary, e.g. $GITHUB_STEP_SUMMARY)
+# --------------------------------------------------------------------------
+def _md(text: object) -> str:
+    """A table cell: no pipes or line breaks from the data."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _md_speedup(c: Optional[Cell]) -> str:
+    if c is None:
+        return ""
+    if not c.ok:
+        return "n/a" if c.status == "unsupported" else "error"
+    lo, hi = c.speedup_ci95 or (c.speedup, c.speedup)
+    return "%.2fx (%.2f-%.2f)%s" % (c.speedup or 0, lo or 0, hi or 0, " busy" if c.busy else "")
+
+
+def bench_markdown(doc: ResultsDocument) -> str:
+    """The speedup tables as GitHub-flavoured Markdown."""
+    out = ["## threadwise bench", ""]
+    by_interp: "OrderedDict[str, List[Cell]]" = OrderedDict()
+    for c in doc.cells:
+        by_interp.setdefault(c.interpreter, []).append(c)
+    for interp, cs in by_interp.items():
+        f = doc.facts(interp)
+        workers = sorted({c.workers for c in cs if c.backend != "serial"})
+        out += ["### %s (%s %s, GIL %s)" % (_md(interp), _md(f.implementation or "?"),
+                                            _md(f.version or "?"), GIL_WORD[f.gil_enabled]), "",
+                "| workload | backend | " + " | ".join("x%d" % w for w in workers) + " |",
+                "|---|---|" + "---:|" * len(workers)]
+        rows: "OrderedDict[Tuple[str, str], Dict[int, Cell]]" = OrderedDict()
+        for c in cs:
+            if c.backend != "serial":
+                rows.setdefault((c.label, c.series), {})[c.workers] = c
+        for (label, series), r in rows.items():
+            out.append("| %s | %s | %s |" % (_md(label), _md(series),
+                                            " | ".join(_md_speedup(r.get(w)) for w in workers)))
+        out.append("")
+    out.append("Median speedup over serial (95%% interval); %s" % _md(
+        _machine_line(doc.environment).replace("[", "(").replace("]", ")")))
+    return "\n".join(out) + "\n"
+
+
+def claims_markdown(claims: Sequence[Claim], doc: Optional[ResultsDocument] = None) -> str:
+    out = ["## threadwise claims", "", "| id | claim | verdict | what this run measured |",
+           "|---|---|---|---|"]
+    for c in claims:
+        out.append("| %s | %s | **%s** | %s |" % (c.id, _md(c.claim), c.verdict, _md(c.summary)))
+    if doc is not None:
+        out += ["", _md(_machine_line(doc.environment))]
+    return "\n".join(out) + "\n"
+
