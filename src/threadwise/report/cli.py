@@ -39,8 +39,8 @@ def add_parser(subparsers: Any) -> None:
                    help="results files written by threadwise bench/claims --output (merged)")
     e.add_argument("--format", choices=("pyperf",), default="pyperf",
                    help="the output format (default and only: pyperf)")
-    e.add_argument("-o", "--output", metavar="FILE", required=True,
-                   help="the file to write, e.g. pyperf.json")
+    e.add_argument("-o", "--output", metavar="FILE", default="pyperf.json",
+                   help="the file to write (default: pyperf.json)")
     e.set_defaults(func=cmd_export)
 
 
