@@ -86,6 +86,8 @@ OTHER_INTERPRETERS = [
     ("jython", "jython", "scripts/install-interpreters jython"),
     ("py313t", "/opt/threadwise/py313t/bin/python3.13t", "scripts/install-interpreters py313t"),
     ("py314", "chroot /srv/threadwise-sid python3.14", "scripts/install-interpreters py314"),
+    ("py314t", "/opt/threadwise/py314t/bin/python3.14t", "scripts/install-interpreters py314t"),
+    ("py315t", "/opt/threadwise/py315t/bin/python3.15t", "scripts/install-interpreters py315t"),
 ]
 
 

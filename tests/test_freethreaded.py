@@ -1,18 +1,34 @@
-"""Free-threaded CPython (3.13t): GIL state, the PYTHON_GIL=1 control, and an import that
-turns the GIL back on, with a real C extension built here for the 3.13t ABI."""
+"""Free-threaded CPython (3.13t, 3.14t, 3.15t): GIL state, the PYTHON_GIL=1 control, and an
+import that turns the GIL back on, with a real C extension built here for each build's ABI."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from threadwise.bench.interpreters import Interpreter, describe
 from conftest import cli
 
-PY313T = "/opt/threadwise/py313t/bin/python3.13t"
-pytestmark = pytest.mark.skipif(not os.path.exists(PY313T),
-                                reason="no free-threaded 3.13t: scripts/install-interpreters py313t")
+# the free-threaded builds scripts/install-interpreters makes; each test runs on every one
+# installed here and skips, with the command that builds it, on the others
+FREE_THREADED = [
+    ("py313t", "/opt/threadwise/py313t/bin/python3.13t"),
+    ("py314t", "/opt/threadwise/py314t/bin/python3.14t"),
+    ("py315t", "/opt/threadwise/py315t/bin/python3.15t"),
+]
+
+
+def _builds():
+    return [pytest.param(path, id=name, marks=[] if os.path.exists(path) else [
+        pytest.mark.skip(reason="no free-threaded %s: scripts/install-interpreters %s"
+                         % (name, name))])
+        for name, path in FREE_THREADED]
+
+
+@pytest.fixture(params=_builds())
+def ft_python(request):
+    return request.param
+
 
 LEGACY_C = r"""
 #include <Python.h>
@@ -22,10 +38,11 @@ PyMODINIT_FUNC PyInit_legacyext(void) { return PyModule_Create(&def); }
 """
 
 
-@pytest.fixture(scope="module")
-def legacy_ext(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ext")
-    info = json.loads(subprocess.check_output([PY313T, "-c", (
+@pytest.fixture
+def legacy_ext(ft_python, tmp_path):
+    d = tmp_path / "ext"
+    d.mkdir()
+    info = json.loads(subprocess.check_output([ft_python, "-c", (
         "import sysconfig, json; print(json.dumps([sysconfig.get_paths()['include'], "
         "sysconfig.get_config_var('EXT_SUFFIX')]))")], text=True))
     (d / "legacyext.c").write_text(LEGACY_C)
@@ -34,17 +51,18 @@ def legacy_ext(tmp_path_factory):
     return str(d)
 
 
-def test_free_threaded_build_and_control():
-    ft = describe(Interpreter.parse(PY313T))
-    ctl = describe(Interpreter.parse("PYTHON_GIL=1 " + PY313T))
+def test_free_threaded_build_and_control(ft_python):
+    ft = describe(Interpreter.parse(ft_python))
+    ctl = describe(Interpreter.parse("PYTHON_GIL=1 " + ft_python))
     assert ft["free_threaded"] and ft["gil_enabled"] is False
     assert ctl["free_threaded"] and ctl["gil_enabled"] is True
+    assert ft["version"].startswith(os.path.basename(ft_python)[len("python"):-1] + ".")
 
 
-def test_import_that_reenables_the_gil_is_named(legacy_ext, tmp_path):
+def test_import_that_reenables_the_gil_is_named(ft_python, legacy_ext, tmp_path):
     out = tmp_path / "r.json"
     p = cli("bench", "-w", "cpu-python", "-b", "threads", "--workers", "2", "--repeats", "2",
-            "--task-ms", "5", "--python", "PYTHONPATH=%s %s" % (legacy_ext, PY313T),
+            "--task-ms", "5", "--python", "PYTHONPATH=%s %s" % (legacy_ext, ft_python),
             "--import", "legacyext", "-o", str(out))
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())

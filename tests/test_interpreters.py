@@ -94,3 +94,51 @@ def test_discover_reads_the_install_manifest(tmp_path, monkeypatch):
     monkeypatch.setattr(I, "MANIFEST", manifest)
     labels = {label: argv for label, argv in I._candidates()}
     assert labels["my-python"] == [sys.executable, "-S"]
+
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "scripts", "install-interpreters")
+
+
+def _check(prefix, *names):
+    import subprocess
+    env = dict(os.environ, THREADWISE_PREFIX=str(prefix))
+    return subprocess.run(["bash", SCRIPT, "--check", *names], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_install_script_checks_each_build_for_its_version_and_flavour(tmp_path):
+    # --check runs as any user and installs nothing: a prefix of our own, with a wrong
+    # interpreter under py314t's name, and the 3.13t build (when there is one) under its own
+    (tmp_path / "py314t" / "bin").mkdir(parents=True)
+    (tmp_path / "py314t" / "bin" / "python3.14t").symlink_to(sys.executable)
+    p = _check(tmp_path, "py314t", "py315t", "py314-gil")
+    assert p.returncode == 1, p.stdout + p.stderr
+    lines = {ln.split()[0]: ln for ln in p.stdout.splitlines() if ln.startswith("  py")}
+    assert "fails its check: it is Python %d.%d, want 3.14" % sys.version_info[:2] in lines["py314t"]
+    assert "not installed" in lines["py315t"] and "sid's python3.15" in lines["py315t"]
+    assert "sid's python3.14" in lines["py314-gil"]
+    ft = "/opt/threadwise/py313t/bin/python3.13t"
+    if os.path.exists(ft):
+        (tmp_path / "py313t" / "bin").mkdir(parents=True)
+        (tmp_path / "py313t" / "bin" / "python3.13t").symlink_to(ft)
+        p = _check(tmp_path, "py313t")
+        assert p.returncode == 0 and "py313t    present: CPython 3.13" in p.stdout, p.stdout
+
+
+def test_install_script_rejects_unknown_names(tmp_path):
+    p = _check(tmp_path, "py399t")
+    assert p.returncode == 2 and "unknown argument 'py399t'" in p.stdout
+
+
+def test_discover_knows_where_the_install_script_puts_them(tmp_path, monkeypatch):
+    # no manifest: discovery still finds every build scripts/install-interpreters makes
+    import threadwise.bench.interpreters as I
+    monkeypatch.setattr(I, "MANIFEST", tmp_path / "missing.json")
+    found = {label: argv for label, argv in I._candidates()}
+    with open(SCRIPT) as f:
+        script = f.read()
+    for label, argv in I.INSTALLED:
+        assert label in script, label   # a name the script knows
+        if os.path.exists(argv[0]) and argv[0].startswith("/opt/"):
+            assert found[label] == argv

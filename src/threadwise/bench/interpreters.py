@@ -38,6 +38,20 @@ TARGET_DIR = Path(__file__).parent / "inside"
 TARGET_FILES = ("__init__.py", "workloads.py", "agent.py", "gilcheck.py", "async_workloads.py")
 PREFIX = "@@tw "
 MANIFEST = Path(os.environ.get("THREADWISE_MANIFEST", "/opt/threadwise/interpreters.json"))
+#: scripts/install-interpreters' names and commands (its default prefixes), for a
+#: machine whose manifest is missing: the CPython builds in /opt/threadwise (free-
+#: threaded 3.13t/3.14t/3.15t; same-flags GIL builds py313, py314-gil, py315-gil)
+#: and the GIL builds of 3.14/3.15 in the Debian sid chroot
+INSTALLED: Tuple[Tuple[str, List[str]], ...] = (
+    ("py313t", ["/opt/threadwise/py313t/bin/python3.13t"]),
+    ("py313", ["/opt/threadwise/py313/bin/python3.13"]),
+    ("py314", ["chroot", "/srv/threadwise-sid", "python3.14"]),
+    ("py315", ["chroot", "/srv/threadwise-sid", "python3.15"]),
+    ("py314t", ["/opt/threadwise/py314t/bin/python3.14t"]),
+    ("py315t", ["/opt/threadwise/py315t/bin/python3.15t"]),
+    ("py314-gil", ["/opt/threadwise/py314-gil/bin/python3.14"]),
+    ("py315-gil", ["/opt/threadwise/py315-gil/bin/python3.15"]),
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,65 @@ def _kill_group(proc: subprocess.Popen) -> None:
             pass
 
 
+class _Readers:
+    """Two threads that drain the agent's stdout (records, garbage) and stderr (a tail)."""
+
+    def __init__(self, proc: subprocess.Popen, run: AgentRun,
+                 on_record: Optional[Callable[[Dict[str, Any]], None]]) -> None:
+        self.proc, self.run, self.on_record = proc, run, on_record
+        self.err_chunks: List[bytes] = []
+        self.threads = [threading.Thread(target=self._read_err, daemon=True),
+                        threading.Thread(target=self._read_out, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):  # type: ignore[union-attr]
+            self.err_chunks.append(chunk)
+            if sum(len(c) for c in self.err_chunks) > 200_000:
+                del self.err_chunks[0]
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if line.startswith(PREFIX):
+                try:
+                    rec = json.loads(line[len(PREFIX):])
+                except ValueError:
+                    self.run.garbage.append(line[:200])
+                    continue
+                self.run.records.append(rec)
+                if self.on_record is not None:
+                    try:
+                        self.on_record(rec)
+                    except Exception:  # a view's bug must not kill the measurement
+                        pass
+            elif line.strip() and len(self.run.garbage) < 50:
+                self.run.garbage.append(line[:200])
+
+    def join(self, timeout: float) -> None:
+        for t in self.threads:
+            t.join(timeout)
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self.err_chunks).decode("utf-8", "replace")
+
+
+def _start(interp: Interpreter) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(list(interp.argv) + ["-"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=interp.environ(), start_new_session=True)
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
+        raise InterpreterError(
+            "interpreter %r could not be started: %s" % (interp.command, e),
+            "the command is not installed or not on PATH",
+            "check the command in a shell, or install it with scripts/install-interpreters") from None
+
+
 def run_agent(interp: Interpreter, config: Dict[str, Any], timeout: float = 600.0,
               on_record: Optional[Callable[[Dict[str, Any]], None]] = None) -> AgentRun:
     """Run the agent with ``config`` in ``interp``; kill its whole process group on timeout.
@@ -182,47 +255,8 @@ def run_agent(interp: Interpreter, config: Dict[str, Any], timeout: float = 600.
     """
     run = AgentRun()
     t0 = time.monotonic()
-    try:
-        proc = subprocess.Popen(list(interp.argv) + ["-"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=interp.environ(), start_new_session=True)
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
-        raise InterpreterError(
-            "interpreter %r could not be started: %s" % (interp.command, e),
-            "the command is not installed or not on PATH",
-            "check the command in a shell, or install it with scripts/install-interpreters")
-    err_chunks: List[bytes] = []
-
-    def read_err() -> None:
-        assert proc.stderr is not None
-        for chunk in iter(lambda: proc.stderr.read(4096), b""):
-            err_chunks.append(chunk)
-            if sum(len(c) for c in err_chunks) > 200_000:
-                del err_chunks[0]
-
-    def read_out() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if line.startswith(PREFIX):
-                try:
-                    rec = json.loads(line[len(PREFIX):])
-                except ValueError:
-                    run.garbage.append(line[:200])
-                    continue
-                run.records.append(rec)
-                if on_record is not None:
-                    try:
-                        on_record(rec)
-                    except Exception:  # a view's bug must not kill the measurement
-                        pass
-            elif line.strip() and len(run.garbage) < 50:
-                run.garbage.append(line[:200])
-
-    readers = [threading.Thread(target=read_err, daemon=True),
-               threading.Thread(target=read_out, daemon=True)]
-    for r in readers:
-        r.start()
+    proc = _start(interp)
+    readers = _Readers(proc, run, on_record)
     try:
         try:
             assert proc.stdin is not None
@@ -235,14 +269,13 @@ def run_agent(interp: Interpreter, config: Dict[str, Any], timeout: float = 600.
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             proc.wait()
-            for r in readers:
-                r.join(2)
+            readers.join(2)
             raise InterpreterError(
                 "interpreter %r did not finish within %.0f s (mode %s, %s)"
                 % (interp.command, timeout, config.get("mode"), _what(config)),
                 "it hangs, or the work is far larger than expected on this machine",
                 "check the command by hand; raise --timeout; the output so far was: %s"
-                % _tail(b"".join(err_chunks).decode("utf-8", "replace") or "\n".join(run.garbage)))
+                % _tail(readers.stderr or "\n".join(run.garbage))) from None
     except BaseException:
         if proc.poll() is None:
             _kill_group(proc)
@@ -251,18 +284,13 @@ def run_agent(interp: Interpreter, config: Dict[str, Any], timeout: float = 600.
     finally:
         # the agent may leave children (a pool) behind if it was killed: end them all
         if proc.poll() is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _kill_group(proc)
             if proc.returncode != 0:
-                for r in readers:
-                    r.join(2)
+                readers.join(2)
                 _remove_tmpdir(interp, run)
-    for r in readers:
-        r.join(5)
+    readers.join(5)
     run.returncode = proc.returncode
-    run.stderr = b"".join(err_chunks).decode("utf-8", "replace")
+    run.stderr = readers.stderr
     run.seconds = time.monotonic() - t0
     if run.first("done") is None and run.first("error") is None and run.first("unsupported") is None:
         printed = run.stderr.strip() or "\n".join(run.garbage) or "(nothing)"
@@ -364,10 +392,11 @@ def _candidates() -> List[Tuple[str, List[str]]]:
         except (ValueError, OSError, AttributeError):
             pass
     # where scripts/install-interpreters puts them, should its manifest be missing
-    add("py313t", ["/opt/threadwise/py313t/bin/python3.13t"])
-    add("py314", ["chroot", "/srv/threadwise-sid", "python3.14"])
+    for label, argv in INSTALLED:
+        add(label, argv)
     for name in ("python3", "pypy3", "pypy", "jython", "python3.13t", "python3.14t",
-                 "python3.14", "python3.13", "python3.12", "python2.7"):
+                 "python3.15t", "python3.15", "python3.14", "python3.13", "python3.12",
+                 "python2.7"):
         p = shutil.which(name)
         if p:
             add(name, [p])
