@@ -283,3 +283,39 @@ def test_markdown_summary_and_log_progress(tmp_path):
     assert text.startswith("## threadwise bench") and "| sleep | threads |" in text
     # no terminal: a line per step that a CI log can show, not a silent bar
     assert "[1/2]" in p.stderr and "[2/2]" in p.stderr and "sleep threads x2" in p.stderr
+
+
+def test_bench_on_your_own_function(tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "import random\n"
+        "def square(x):\n    return x * x\n"
+        "def noisy(x):\n    return x + random.random()\n")
+    out = tmp_path / "r.json"
+    p = cli("bench", "-w", "mine.py:square", "-w", "mine.py:noisy", "--range", "8", "-b", "threads,processes",
+            "--workers", "2", "--repeats", "2", "--warmups", "0", "-o", str(out), cwd=str(tmp_path))
+    assert p.returncode == 1, p.stderr            # noisy's cells fail: exit 1
+    cells = json.loads(out.read_text())["cells"]
+    square = [c for c in cells if c["workload"] == "mine.py:square"]
+    assert len(square) == 3 and all(c["status"] == "ok" for c in square), square
+    noisy = [c for c in cells if c["workload"] == "mine.py:noisy" and c["backend"] != "serial"]
+    assert noisy and all("non-deterministic or not thread-safe" in c["error"] for c in noisy)
+
+
+@pytest.mark.parametrize("args,what", [
+    (["-w", "mine.py:square"], "has no items"),
+    (["-w", "nope.py:f", "--range", "3"], "can't read nope.py"),
+    (["-w", "mine.py:square", "--range", "0"], "--range must be between"),
+])
+def test_bench_own_function_bad_input(tmp_path, args, what):
+    (tmp_path / "mine.py").write_text("def square(x):\n    return x * x\n")
+    p = cli("bench", *args, cwd=str(tmp_path))
+    assert p.returncode == 2 and what in " ".join(p.stderr.split()), p.stderr
+    _no_traceback(p)
+
+
+def test_bench_own_function_missing_in_the_target(tmp_path):
+    (tmp_path / "needs.py").write_text("import no_such_module_here\ndef f(x):\n    return x\n")
+    p = cli("bench", "-w", "needs.py:f", "--range", "4", "-b", "threads", "--workers", "2",
+            "--repeats", "2", cwd=str(tmp_path))
+    assert p.returncode == 1
+    assert "no_such_module_here" in p.stdout + p.stderr

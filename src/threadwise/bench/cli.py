@@ -59,6 +59,11 @@ def add_parser(subparsers: Any) -> None:
     b.add_argument("-w", "--workload", action="append", default=[], metavar="NAMES",
                    help="workloads, comma separated (repeatable); NAME:key=value for parameters, "
                         "e.g. duty-cycle:duty=0.25. --list shows them")
+    b.add_argument("--items", metavar="FILE",
+                   help="for -w FILE.py:FUNCTION or MODULE:FUNCTION (your own function): the items "
+                        "to map it over, one JSON value per line ('-': stdin)")
+    b.add_argument("--range", metavar="N", type=int,
+                   help="for your own function: the items are 0, 1, ..., N-1")
     b.add_argument("-b", "--backend", action="append", default=[], metavar="NAMES",
                    help="backends, comma separated: serial, threads, processes, interpreters, asyncio")
     b.add_argument("--workers", type=_ints, default=None, metavar="N,N",
@@ -168,8 +173,9 @@ def _bench_config(args: argparse.Namespace) -> Any:
         sorted({1, 2, n}) if args.quick else sorted({1, 2, 4, n}))
     if args.workers is not None and not workers:
         raise UsageError("--workers is empty", "", "e.g. --workers 1,2,4")
+    items = _user_items(args)
     return BenchConfig(
-        interpreters=_interpreters(args), workloads=[WorkloadSpec.parse(x) for x in names],
+        interpreters=_interpreters(args), workloads=[WorkloadSpec.parse(x, items) for x in names],
         backends=backends, workers=workers,
         start_methods=list(args.start_method) if args.start_method else [None],
         repeats=args.repeats if args.repeats is not None else 5,
@@ -179,6 +185,19 @@ def _bench_config(args: argparse.Namespace) -> Any:
         timeout=args.timeout if args.timeout is not None else 300.0,
         switch_interval=args.switch_interval, sizes=parse_sizes(args.size), imports=list(args.imports),
         calibrated_sizes=_sizes_from(args.sizes_from) if args.sizes_from else {})
+
+
+def _user_items(args: argparse.Namespace) -> Optional[List[Any]]:
+    """--items FILE / --range N (for a user function in -w)."""
+    if args.range is not None:
+        if not 1 <= args.range <= 10 ** 7:
+            raise UsageError("--range must be between 1 and 10000000, got %d" % args.range,
+                             "it is the number of items", "e.g. --range 16")
+        return list(range(args.range))
+    if args.items:
+        from ..executor.cli import read_items
+        return read_items(args.items)
+    return None
 
 
 def _sizes_from(path: str) -> Dict[str, Dict[str, int]]:
@@ -202,7 +221,7 @@ _MATRIX_OPTIONS = {"python": ("interpreters",), "workload": ("workloads",), "bac
                    "task_ms": ("task_s",), "tasks": ("tasks",), "size": ("sizes",),
                    "scaling": ("scaling",), "switch_interval": ("switch_interval",),
                    "repeats": ("repeats",), "warmups": ("warmups",), "imports": ("imports",),
-                   "sizes_from": ("calibrated_sizes",),
+                   "sizes_from": ("calibrated_sizes",), "items": ("workloads",), "range": ("workloads",),
                    "quick": ("workloads", "backends", "workers", "task_s")}
 
 

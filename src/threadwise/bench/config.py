@@ -60,13 +60,81 @@ def check_int(name: str, value: Any, low: int, high: int, example: str) -> int:
 
 
 @dataclass
+class UserFunction:
+    """The user's own function in the matrix: ``file.py:fn`` (shipped to the target as source)
+    or ``pkg.mod:fn`` (imported there by name), and the items it is mapped over."""
+    module: str
+    function: str
+    items: List[Any]
+    source: Optional[str] = None
+    label: str = ""
+
+    @classmethod
+    def parse(cls, text: str, items: Sequence[Any]) -> "UserFunction":
+        import json
+        import os
+        target, _, function = text.rpartition(":")
+        if not target or not function.isidentifier():
+            raise UsageError("%r names no function" % text, "a user workload is FILE.py:FUNCTION "
+                             "or MODULE:FUNCTION", "e.g. -w mycode.py:work --range 16")
+        if not items:
+            raise UsageError("-w %s has no items to map it over" % text,
+                             "a user function needs its inputs", "add --range N or --items FILE")
+        try:
+            json.dumps(list(items))
+        except (TypeError, ValueError) as e:
+            raise UsageError("the items for %s are not JSON values (%s)" % (text, e), "",
+                             "--items takes one JSON value a line") from None
+        if target.endswith(".py"):
+            try:
+                with open(target, encoding="utf-8") as f:
+                    source = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError("can't read %s: %s" % (target, e), "the path is wrong",
+                                 "give the file's path, e.g. -w ./mycode.py:work") from None
+            module = os.path.basename(target)[:-3]
+            if not module.isidentifier():
+                raise UsageError("%s is not an importable module name" % target, "", "rename the file")
+            return cls(module, function, list(items), source, "%s:%s" % (os.path.basename(target), function))
+        if not all(p.isidentifier() for p in target.split(".")):
+            raise UsageError("%r is neither a .py file nor a module name" % target, "",
+                             "e.g. -w mycode.py:work or -w mypkg.mod:work")
+        return cls(target, function, list(items), None, text)
+
+    def context(self, tasks: int) -> Dict[str, Any]:
+        """What the agent needs (workloads.user_workload)."""
+        return {"module": self.module, "function": self.function, "items": self.items,
+                "source": self.source, "tasks": tasks}
+
+
+@dataclass
 class WorkloadSpec:
     name: str
     params: Dict[str, Any] = field(default_factory=dict)
+    user: Optional[UserFunction] = None
+
+    @property
+    def agent_name(self) -> str:
+        """The name the agent knows it by (``user`` for the user's own function)."""
+        return catalog.USER if self.user else self.name
+
+    @property
+    def entry(self) -> Any:
+        """The catalog entry (kind, needs, calibrate, async_name); a plain one for user code."""
+        if self.user:
+            return catalog.Workload(self.name, None, "user", self.user.label, calibrate=False,
+                                    size=len(self.user.items))
+        return catalog.CATALOG[self.name]
 
     @classmethod
-    def parse(cls, text: str) -> "WorkloadSpec":
-        """``name`` or ``name:key=value,key=value`` (e.g. ``duty-cycle:duty=0.25``)."""
+    def parse(cls, text: str, items: Optional[Sequence[Any]] = None) -> "WorkloadSpec":
+        """``name``, ``name:key=value,key=value`` (e.g. ``duty-cycle:duty=0.25``), or the user's
+        function ``file.py:fn`` / ``pkg.mod:fn`` (mapped over ``items``)."""
+        head, _, tail = text.rpartition(":")
+        if head and "=" not in tail and (head.endswith(".py") or "/" in head or "." in head
+                                         or head not in catalog.CATALOG):
+            user = UserFunction.parse(text, items or [])
+            return cls(user.label, {}, user)
         name, _, rest = text.partition(":")
         name = name.strip()
         if name not in catalog.CATALOG:
@@ -153,6 +221,10 @@ class BenchConfig:
         if self.switch_interval is not None:
             self.switch_interval = check_number("--switch-interval", self.switch_interval, 0, 3600,
                                                 "--switch-interval 0.005", low_open=True)
+        if any(w.user for w in self.workloads) and self.scaling != "strong":
+            raise UsageError("a user function is measured with strong scaling only",
+                             "its items are the work: every cell maps the same items",
+                             "drop --scaling weak")
         names = {w.name for w in self.workloads}
         for k, v in self.sizes.items():
             if k not in names:
@@ -187,6 +259,11 @@ class BenchConfig:
     def from_json(cls, c: Mapping[str, Any], labels: Mapping[str, str]) -> "BenchConfig":
         """The config a results file recorded (``to_json``), to resume it; ``labels`` maps
         each interpreter command to the label it was measured under."""
+        unknown = [w for w in c.get("workloads") or [] if str(w).partition("[")[0] not in catalog.CATALOG]
+        if unknown:
+            raise UsageError("the run being resumed measured your own function (%s)" % ", ".join(unknown),
+                             "its items are not kept in the results file",
+                             "start a new run: threadwise bench -w ... --items/--range ... -o NEW.json")
         try:
             interps = [Interpreter.parse(cmd, labels.get(cmd)) for cmd in c["interpreters"]]
             return cls(interpreters=interps,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .config import BenchConfig, WorkloadSpec
-from .inside import workloads as catalog
 from .interpreters import Interpreter
 from .model import cell_key
 
@@ -67,7 +66,7 @@ def plan(cfg: BenchConfig) -> List[CellSpec]:
             for backend in cfg.backends:
                 if backend == "serial":
                     continue
-                if backend == "asyncio" and catalog.CATALOG[wl.name].async_name is None:
+                if backend == "asyncio" and wl.entry.async_name is None:
                     continue  # asyncio is for the I/O workloads only
                 methods = cfg.start_methods if backend == "processes" else [None]
                 for m in methods:

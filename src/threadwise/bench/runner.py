@@ -31,7 +31,6 @@ from ..errors import InterpreterError
 from . import results, stats
 from .config import BenchConfig
 from .echo import EchoServer
-from .inside import workloads as catalog
 from .interpreters import AgentRun, Interpreter, describe, gil_reenabled_by, run_agent
 from .model import BUSY_SHARE, Cell, InterpreterFacts, ResultsDocument
 from .plan import CellSpec
@@ -119,7 +118,7 @@ class Runner:
             "key": spec.key, "interpreter": spec.interpreter.label,
             "command": spec.interpreter.command, "workload": spec.workload.name,
             "workload_label": spec.workload.label, "params": spec.workload.params,
-            "kind": catalog.CATALOG[spec.workload.name].kind, "backend": spec.backend,
+            "kind": spec.workload.entry.kind, "backend": spec.backend,
             "workers": spec.workers, "start_method": spec.start_method, "scaling": spec.scaling,
             "tasks": spec.tasks, "per_task": spec.per_task, "tag": spec.tag, "size": None,
             "status": "error", "error": None, "warnings": [],
@@ -141,7 +140,7 @@ class Runner:
         baseline = self._baseline(spec) if spec.backend != "serial" else None
         size = spec.size
         if spec.backend != "serial" and baseline is None:
-            if size is None and catalog.CATALOG[spec.workload.name].calibrate:
+            if size is None and spec.workload.entry.calibrate:
                 return "no serial baseline for this workload (it failed or was skipped)"
         elif size is None and baseline is not None:
             size = baseline.size
@@ -175,9 +174,11 @@ class Runner:
 
     def _agent_config(self, spec: CellSpec, size: Any) -> Dict[str, Any]:
         context: Dict[str, Any] = {}
-        if "echo" in catalog.CATALOG[spec.workload.name].needs:
+        if "echo" in spec.workload.entry.needs:
             context["echo"] = self._echo()
-        return {"mode": "cell", "workload": spec.workload.name, "params": spec.workload.params,
+        if spec.workload.user:
+            context["user"] = spec.workload.user.context(spec.tasks)
+        return {"mode": "cell", "workload": spec.workload.agent_name, "params": spec.workload.params,
                 "backend": spec.backend, "workers": spec.workers, "tasks": spec.tasks,
                 "start_method": spec.start_method, "warmups": self.cfg.warmups,
                 "repeats": self.cfg.repeats, "size": size, "target_s": self.cfg.task_s,
@@ -209,6 +210,9 @@ class Runner:
             return "the agent returned no timed samples"
         f["size"] = timed[0]["size"]
         wrong = _verify(samples, baseline.checksums if baseline else None)
+        if wrong and spec.workload.user:
+            return ("%s returned different results here than in the serial run or between repeats: "
+                    "it is non-deterministic or not thread-safe (%s)" % (spec.workload.name, wrong))
         if wrong:
             return "checksum verification failed: " + wrong
         self._summarize(spec, timed, baseline, f)

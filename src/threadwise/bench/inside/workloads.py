@@ -523,8 +523,54 @@ _add(Workload("duty-cycle", duty_cycle, "duty",
               calibrate=False, size=20, params={"duty": 0.5, "period_ms": 10.0}))
 
 
+# --------------------------------------------------------------------------
+# the user's own function (bench -w file.py:fn / pkg.mod:fn)
+# --------------------------------------------------------------------------
+USER = "user"
+
+
+def _user_function(spec):
+    """Import the user's function in this interpreter: a file shipped as source (written
+    into the agent's folder, so chroots and containers see it) or a module by name."""
+    import sys
+    if spec.get("source") is not None:
+        folder = os.path.join(CONTEXT["tmpdir"], "user")
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+        target = os.path.join(folder, spec["module"] + ".py")
+        if not os.path.exists(target):
+            with open(target, "w") as f:
+                f.write(spec["source"])
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    mod = __import__(spec["module"], fromlist=["_"])
+    return getattr(mod, spec["function"])
+
+
+def _checksum(results):
+    """A 32-bit digest of a task's results, in item order (repr: any picklable value)."""
+    return zlib.crc32(repr(results).encode("utf-8", "backslashreplace")) & MASK32
+
+
+def user_workload(spec):
+    """A catalog entry for the user's function: task t maps it over items t, t+T, t+2T...
+    (T = the cell's task count, the same for every cell of a strong-scaling run), so every
+    backend and worker count does the same work and the checksums must agree."""
+    fn = _user_function(spec)
+    items = spec["items"]
+    tasks = int(spec["tasks"])
+
+    def run(size, index):
+        return _checksum([fn(items[i]) for i in _range(index, len(items), tasks)])
+
+    return Workload(USER, run, "user", "%s:%s" % (spec["module"], spec["function"]),
+                    calibrate=False, size=len(items))
+
+
 def get(name):
     """The workload called ``name``; KeyError with the known names otherwise."""
+    if name == USER:
+        return user_workload(CONTEXT[USER])
     try:
         return CATALOG[name]
     except KeyError:
