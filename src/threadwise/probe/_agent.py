@@ -29,7 +29,9 @@ code per-version offsets (py-spy's approach, which broke on every release), we
 search the data around ``_PyRuntime`` for the one place holding our switch
 interval followed by our own thread state, with ``locked == 1`` (we hold the
 GIL while we look), and confirm it by changing the switch interval for a
-moment and seeing that word change.
+moment and seeing that word change.  (Without this hook -- ``probe --pid``, a
+program run with ``-I`` -- ``target.py`` finds the same struct from outside,
+through ``_Py_DebugOffsets`` on 3.13+ and known offsets before.)
 
 An outside process (``sampler.py``) then reads ``locked`` and ``last_holder``
 through ``/proc/PID/mem`` at random times -- it needs no GIL, so it neither

@@ -3,10 +3,14 @@
     threadwise probe [--interval MS] [--every SECONDS] [--json] [--output FILE] -- python script.py ARGS
     threadwise probe -- python -m module ARGS
     threadwise probe -m module ARGS         (with the Python that runs threadwise)
+    threadwise probe --pid PID [--duration SECONDS]     (a CPython 3.7+ already running)
 
 The program's own output and exit status are kept; the probe's summary goes to
 stderr at exit (or to ``--output``).  Exit status: the program's (128+N when a
-signal N ended it, 130 for Ctrl-C); 2 for bad probe usage.
+signal N ended it, 130 for Ctrl-C); 2 for bad probe usage.  With ``--pid`` the
+probe samples until ``--duration`` passes, Ctrl-C, or the process ends, and
+exits 0 (2 when it can't read the process: permissions, not a CPython, an
+unknown version; the message says which and what to do).
 
 ``add_parser(subparsers)`` plugs this into ``threadwise``'s CLI; ``main(argv)``
 runs it alone (``python -m threadwise.probe.cli``).
@@ -32,6 +36,7 @@ examples:
   threadwise probe -- python script.py ARGS
   threadwise probe --json --output gil.json -- python -m mypackage.worker
   threadwise probe --every 10 -- python server.py
+  threadwise probe --pid 12345 --duration 10      (a running CPython 3.7+, same user)
 """
 
 
@@ -47,6 +52,12 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "samples, threads, exit_code, ...)")
     p.add_argument("--output", "-o", metavar="FILE", default=None,
                    help="write the summary to FILE instead of stderr")
+    p.add_argument("--pid", type=int, default=None, metavar="PID",
+                   help="measure a CPython 3.7+ process that is already running (no restart, no "
+                        "hook: its GIL is found from outside); needs the right to read its memory "
+                        "(same user and kernel.yama.ptrace_scope=0, or root)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="with --pid: stop after SECONDS (default: until Ctrl-C or the process ends)")
     p.add_argument("-m", dest="module", metavar="MODULE", default=None,
                    help="run a module as a script with the Python that runs threadwise "
                         "(%(prog)s -m pkg.worker ARGS); for another interpreter use "
@@ -66,7 +77,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _check(args: argparse.Namespace) -> List[str]:
+def _check_numbers(args: argparse.Namespace) -> None:
     interval = args.interval
     if interval is not None and (not (interval == interval) or interval <= 0 or interval > 10000):
         raise UsageError("--interval must be > 0 and <= 10000 milliseconds, got %r" % interval,
@@ -74,10 +85,28 @@ def _check(args: argparse.Namespace) -> List[str]:
     if args.every is not None and not (args.every > 0):
         raise UsageError("--every must be a positive number of seconds, got %r" % args.every,
                          fix="use e.g. --every 10")
+    duration = getattr(args, "duration", None)
+    if duration is not None and not (0 < duration < float("inf")):
+        raise UsageError("--duration must be a positive number of seconds, got %r" % duration,
+                         fix="use e.g. --duration 10, or leave it out and stop with Ctrl-C")
+
+
+def _check(args: argparse.Namespace) -> List[str]:
+    """The command to run (empty with --pid); raises UsageError."""
+    _check_numbers(args)
     cmd = list(args.command or [])
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     module = getattr(args, "module", None)
+    if getattr(args, "pid", None) is not None:
+        if cmd or module is not None:
+            raise UsageError("--pid measures a running process; a command to run was given too (%s)"
+                             % " ".join(cmd or ["-m", str(module)]),
+                             fix="use either threadwise probe --pid PID, or threadwise probe -- COMMAND")
+        return []
+    if getattr(args, "duration", None) is not None:
+        raise UsageError("--duration goes with --pid (a wrapped program is measured until it exits)",
+                         fix="threadwise probe --pid PID --duration 10")
     if module is not None:
         if not module or module.startswith("-"):
             raise UsageError("-m needs a module name, got %r" % module,
@@ -85,7 +114,8 @@ def _check(args: argparse.Namespace) -> List[str]:
         cmd = [sys.executable, "-m", module] + cmd
     if not cmd:
         raise UsageError("no program to run was given",
-                         fix="put the command after --: threadwise probe -- python script.py ARGS")
+                         fix="put the command after --: threadwise probe -- python script.py ARGS, "
+                             "or measure a running one: threadwise probe --pid PID")
     return cmd
 
 
@@ -104,27 +134,30 @@ def _emit(text: str, path: Optional[str]) -> None:
 
 
 def run(args: argparse.Namespace, *_console: Any) -> int:
-    """Run the program described by ``args``; returns the exit status to use.
+    """Run the program described by ``args`` (or attach to ``--pid``); returns the exit status.
 
     Extra positional arguments (``threadwise.cli`` passes its rich consoles)
     are ignored: the summary goes to stderr or ``--output`` as plain text, so
     that it never mixes with the program's own stdout."""
-    from .wrap import run_program
+    def every(stats: Any) -> None:
+        if args.json:
+            sys.stderr.write(json.dumps(dict(stats.to_dict(), partial=True)) + "\n")
+        else:
+            sys.stderr.write(stats.report().replace("threadwise probe", "threadwise probe (so far)", 1)
+                             + "\n")
+        sys.stderr.flush()
 
+    interval = None if args.interval is None else args.interval / 1000.0
     try:
         cmd = _check(args)
-
-        def every(stats: Any) -> None:
-            if args.json:
-                sys.stderr.write(json.dumps(dict(stats.to_dict(), partial=True)) + "\n")
-            else:
-                sys.stderr.write(stats.report().replace("threadwise probe", "threadwise probe (so far)", 1)
-                                 + "\n")
-            sys.stderr.flush()
-
-        stats = run_program(cmd, interval=None if args.interval is None else args.interval / 1000.0,
-                            every=args.every,
-                            on_every=every if args.every else None)
+        if getattr(args, "pid", None) is not None:
+            from .attach import attach
+            stats = attach(args.pid, duration=args.duration, interval=interval, every=args.every,
+                           on_every=every if args.every else None)
+        else:
+            from .wrap import run_program
+            stats = run_program(cmd, interval=interval, every=args.every,
+                                on_every=every if args.every else None)
     except ThreadwiseError as exc:
         sys.stderr.write("threadwise probe: " + exc.message() + "\n")
         return exc.exit_code

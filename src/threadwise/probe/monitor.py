@@ -276,7 +276,7 @@ class GilMonitor:
             exclude = (self._knocker.native_id,)
         return from_raw(raw, gil=gil, wall_s=wall, cpu_s=cpu, interval_s=self.interval,
                         interpreter=interpreter_label(), enabled_by=tuple(self._enabled),
-                        notes=tuple(notes), knock=knock, exclude_tids=exclude)
+                        notes=tuple(notes), knock=knock, exclude_tids=exclude, gil_found_by="hook")
 
     def stats(self) -> GilStats:
         """The figures: final after :meth:`stop`, so far while running."""

@@ -10,6 +10,7 @@ Data flow::
     ─────────────────                       ──────────────────────────────
     _agent.find_gil() ── GIL address ──►    open /proc/PID/mem, task/*/syscall
     threads start     ── tid, tstate ──►    name them; map tstate -> tid
+    (no hook: target.Target finds both from outside -> attach_gil, map_tstates)
                                             every ~interval (exponential gaps):
                                               read locked, last_holder, switch#
                                               if locked and >1 thread: which
@@ -154,8 +155,9 @@ def _close(fd):
 
 class ProcSampler(object):
     """Samples the GIL of process ``pid`` whose struct ``gil`` (a dict from
-    ``GilLocation.as_dict()``) was found by the agent; ``gil=None`` samples
-    only threads and CPU (no GIL, or not found).
+    ``GilLocation.as_dict()``) was found by the agent or from outside
+    (``target.Target.gil_location()``); ``gil=None`` samples only threads and
+    CPU (no GIL, or not found yet: :meth:`attach_gil` later).
 
     Call :meth:`sample` at the times you choose (see :meth:`next_delay`) and
     :meth:`refresh` now and then; :meth:`result` gives the raw counts.
@@ -242,6 +244,20 @@ class ProcSampler(object):
             th.name = name
             th.tstate = tstate or None
 
+    def map_tstates(self, states):
+        """Thread states found from outside (``{tstate address: tid}``, see
+        ``target.Target.thread_states``): like :meth:`name_thread` without names."""
+        for tstate, tid in states.items():
+            tstate, tid = int(tstate), int(tid)
+            if self.tstates.get(tstate) == tid:
+                continue
+            for old in [ts for ts, t in self.tstates.items() if t == tid]:
+                del self.tstates[old]  # the thread's earlier state (a reused thread id)
+            self.tstates[tstate] = tid
+            th = self.threads.get(tid)
+            if th is not None and th.alive:
+                th.tstate = tstate
+
     # -- the work -------------------------------------------------------------
     def current_gap(self, now=None):
         """Mean gap between samples now.  Adaptive: ``interval`` for the first
@@ -266,34 +282,10 @@ class ProcSampler(object):
     def sample(self):
         """Take one sample now; returns False once the process is gone."""
         t = _clock()
-        memfd, addr = self.memfd, self.addr
-        assert memfd is not None and addr is not None, "sample() needs usable()"
-        failure: OSError | None = None
-        try:
-            data = os.pread(memfd, self.fmt.size, addr)
-        except OSError as exc:
-            data, failure = b"", exc
-        if failure is not None or len(data) != self.fmt.size:
-            # an exiting process has no memory left to read
-            if not os.path.exists(self.task_dir):
-                self.gone = True
-                return False
-            self.errors += 1
-            if self.errors > 3:
-                self.error = "reading the GIL failed: %s" % (failure if failure is not None else "short read")
-                self.gone = True
-                return False
-            return True
-        if self.kind == "pypy":
-            # one word: the holder's thread ident, 0 when free; count hand-overs
-            holder = self.fmt.unpack(data)[0]
-            locked = holder != 0
-            if locked and holder != self._pypy_holder:
-                self._pypy_switch += 1
-                self._pypy_holder = holder
-            switch = self._pypy_switch
-        else:
-            _, holder, locked, switch = self.fmt.unpack(data)
+        state = self._read_gil()
+        if state is None:
+            return not self.gone
+        holder, locked, switch = state
         if self.t_first is None:
             self.t_first = t
             self.switch_first = switch
@@ -311,14 +303,47 @@ class ProcSampler(object):
         self.held += w
         owner = self.tstates.get(holder)
         self.held_by[owner] = self.held_by.get(owner, 0) + w
-        active = self.active
-        if len(active) < 2:
-            return True
-        self.wait_checked += 1
+        if len(self.active) >= 2:
+            self._count_waiters(t, w, holder, switch)
+        return True
+
+    def _read_gil(self):
+        """(holder, locked, switch number) now, or None when the read failed
+        (``gone`` set once the process has ended or reads keep failing)."""
+        memfd, addr = self.memfd, self.addr
+        assert memfd is not None and addr is not None, "sample() needs usable()"
+        failure: OSError | None = None
+        try:
+            data = os.pread(memfd, self.fmt.size, addr)
+        except OSError as exc:
+            data, failure = b"", exc
+        if failure is not None or len(data) != self.fmt.size:
+            # an exiting process has no memory left to read
+            if not os.path.exists(self.task_dir):
+                self.gone = True
+                return None
+            self.errors += 1
+            if self.errors > 3:
+                self.error = "reading the GIL failed: %s" % (failure if failure is not None else "short read")
+                self.gone = True
+            return None
+        if self.kind == "pypy":
+            # one word: the holder's thread ident, 0 when free; count hand-overs
+            holder = self.fmt.unpack(data)[0]
+            locked = holder != 0
+            if locked and holder != self._pypy_holder:
+                self._pypy_switch += 1
+                self._pypy_holder = holder
+            return holder, locked, self._pypy_switch
+        _, holder, locked, switch = self.fmt.unpack(data)
+        return holder, locked, switch
+
+    def _count_waiters(self, t, w, holder, switch):
+        """The GIL is held: which of the other threads wait for it?"""
         n = 0
         waitset = self.waitset
         pread = os.pread
-        for th in active:
+        for th in self.active:
             if th.tstate is not None and th.tstate == holder:
                 # the holder.  Remember its count of voluntary context switches:
                 # if it later shows up running without the GIL, a forced
@@ -335,47 +360,13 @@ class ProcSampler(object):
                 s = pread(th.fd_sys, 48, 0)
             except (OSError, TypeError):
                 continue
-            waiting = False
             if s[:1] == b"r":
-                # running, or runnable but without a CPU yet (an overloaded
-                # machine).  It still wants the GIL if it was last seen blocked
-                # on it and has not had it since (a waiter woken by the
-                # hand-off or by its timeout): it can't have had it if no switch
-                # happened since, or if the one switch went to another thread.
-                sw0 = th.gil_sw
-                if sw0 is not None:
-                    delta = switch - sw0
-                    if delta == 0 or (delta == 1 and th.tstate and holder != th.tstate):
-                        waiting = True
-                    else:
-                        th.gil_sw = None
-                elif th.held_sw is not None:
-                    # it held the GIL at the last sample and the one switch since
-                    # went to the current holder: a forced hand-off if it blocked
-                    if switch - th.held_sw == 1 and th.held_vcsw is not None:
-                        v = self._vcsw(th)
-                        if v is not None and v > th.held_vcsw:
-                            waiting = True
-                            th.gil_sw = switch
-                    th.held_sw = None
-                elif th.sys_runs is not None and th.tstate:
-                    # last seen blocked in a system call (sleep, I/O, a lock), made with
-                    # the GIL released; now runnable.  If it has not been on a CPU since
-                    # (the scheduler's run count has not moved), it is queued for a core
-                    # and the first thing it will do there is take the GIL back: it
-                    # wants the GIL while another thread holds it.  On a busy machine
-                    # that lasts milliseconds (measured: median 0.8 ms on this 2-core VM
-                    # with 3 threads), and /proc shows it only as "running".
-                    runs = self._runs(th)
-                    if runs is not None and runs == th.sys_runs:
-                        waiting = True
-                    else:
-                        th.sys_runs = None
+                waiting = self._running_wants_gil(th, holder, switch)
             else:
                 th.held_sw = None
                 parts = s.split(b" ", 2)
-                if len(parts) > 1 and parts[1] in waitset:
-                    waiting = True
+                waiting = len(parts) > 1 and parts[1] in waitset
+                if waiting:
                     th.gil_sw = switch
                     th.sys_runs = None
                 else:
@@ -393,7 +384,44 @@ class ProcSampler(object):
         if n:
             self.wait_any += w
             self.waiters += n * w
-        return True
+
+    def _running_wants_gil(self, th, holder, switch):
+        """A thread /proc shows running (or runnable without a CPU yet, on an
+        overloaded machine) while another holds the GIL: is it on its way to it?"""
+        sw0 = th.gil_sw
+        if sw0 is not None:
+            # last seen blocked on the GIL and not had it since (a waiter woken by
+            # the hand-off or by its timeout): it can't have had it if no switch
+            # happened since, or if the one switch went to another thread
+            delta = switch - sw0
+            if delta == 0 or (delta == 1 and th.tstate and holder != th.tstate):
+                return True
+            th.gil_sw = None
+            return False
+        if th.held_sw is not None:
+            # it held the GIL at the last sample and the one switch since went to
+            # the current holder: a forced hand-off if it blocked
+            waiting = False
+            if switch - th.held_sw == 1 and th.held_vcsw is not None:
+                v = self._vcsw(th)
+                if v is not None and v > th.held_vcsw:
+                    waiting = True
+                    th.gil_sw = switch
+            th.held_sw = None
+            return waiting
+        if th.sys_runs is not None and th.tstate:
+            # last seen blocked in a system call (sleep, I/O, a lock), made with
+            # the GIL released; now runnable.  If it has not been on a CPU since
+            # (the scheduler's run count has not moved), it is queued for a core
+            # and the first thing it will do there is take the GIL back: it
+            # wants the GIL while another thread holds it.  On a busy machine
+            # that lasts milliseconds (measured: median 0.8 ms on this 2-core VM
+            # with 3 threads), and /proc shows it only as "running".
+            runs = self._runs(th)
+            if runs is not None and runs == th.sys_runs:
+                return True
+            th.sys_runs = None
+        return False
 
     def _runs(self, th):
         """How many times the thread has been put on a CPU (schedstat's third field,

@@ -94,6 +94,13 @@ class GilStats:
     window_end: Optional[float] = None
     notes: Tuple[str, ...] = ()
     exit_code: Optional[int] = None
+    #: the measured process (``threadwise probe``, ``--pid``); None for ``gil_monitor()``
+    pid: Optional[int] = None
+    #: child processes the program started that the probe did not follow (their PIDs)
+    children: Tuple[int, ...] = ()
+    #: how the GIL was found: "hook" (from inside, the start-up hook or gil_monitor()),
+    #: "debug-offsets" (3.13+), "known-layout" or "layout-scan" (from outside); "" if not
+    gil_found_by: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON form (``threadwise probe --json``)."""
@@ -104,6 +111,7 @@ class GilStats:
             if d[k] is not None:
                 d[k] = list(d[k])
         d["notes"] = list(self.notes)
+        d["children"] = list(self.children)
         return d
 
     def report(self) -> str:
@@ -148,6 +156,8 @@ def format_report(s: GilStats, title: str = "threadwise probe") -> str:
     head = title
     if s.interpreter:
         head += " - " + s.interpreter
+    if s.pid is not None:
+        head += " (pid %d)" % s.pid
     lines.append(head)
     if s.gil is False:
         lines.append("  GIL            none: Python threads run in parallel here")
@@ -198,7 +208,8 @@ def from_raw(raw: Optional[Dict[str, Any]], *, gil: Optional[bool], wall_s: floa
              cpu_s: Optional[float], interval_s: float, interpreter: str = "",
              enabled_by: Tuple[GilEnabledEvent, ...] = (), notes: Tuple[str, ...] = (),
              knock: Optional[Dict[str, Any]] = None, exit_code: Optional[int] = None,
-             exclude_tids: Tuple[int, ...] = ()) -> GilStats:
+             exclude_tids: Tuple[int, ...] = (), pid: Optional[int] = None,
+             children: Tuple[int, ...] = (), gil_found_by: str = "") -> GilStats:
     """Build :class:`GilStats` from a sampler's raw counts (``ProcSampler.result()``)
     and/or a knocker's snapshot."""
     notes_l = list(notes)
@@ -265,6 +276,7 @@ def from_raw(raw: Optional[Dict[str, Any]], *, gil: Optional[bool], wall_s: floa
         gil_held_ci=held_ci, gil_wait_ci=wait_ci, switches_per_s=switches_ps, threads=tuple(threads),
         gil_enabled_by=tuple(enabled_by), method=method, interpreter=interpreter, window_s=window,
         window_start=w_start, window_end=w_end,
-        notes=tuple(notes_l), exit_code=exit_code,
+        notes=tuple(notes_l), exit_code=exit_code, pid=pid, children=tuple(children),
+        gil_found_by=gil_found_by if method == "gil-state" else "",
     )
 

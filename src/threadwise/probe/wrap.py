@@ -13,6 +13,14 @@
     pidfd readable: exited ───────────────────►  exit status, rusage
     report (stderr or --output), exit with the program's status
 
+When the hook does not run (``python -I``/``-E``/``-S``, a chroot or container
+that can't see ``_boot``, a wrapper that cleans the environment), no "ready"
+comes: after HOOK_WAIT_S (at once for ``-I``/``-E``/``-S``) the probe finds the
+GIL from outside (:mod:`threadwise.probe.target`, the same finder as
+``--pid``), retrying while the program execs or initialises its runtime.  Child
+processes are not followed; the report names them (the hook reports each
+fork, and ``/proc/PID/task/*/children`` is polled for the others).
+
 The program keeps its stdin, stdout, stderr, argv, ``__main__``, tracebacks and
 exit status.  Everything is sampled from this process, so a program that
 crashes, calls ``os._exit`` or is killed still leaves its figures (only the
@@ -38,7 +46,9 @@ from ..errors import ThreadwiseError, UsageError
 from . import sampler as _sampler
 
 if TYPE_CHECKING:  # imported when needed: the program starts first
+    from .attach import TargetFeed
     from .stats import GilEnabledEvent, GilStats
+    from .target import AttachError
 
 __all__ = ["resolve_command", "run_program", "ProgramRun"]
 
@@ -46,6 +56,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BOOT_DIR = os.path.join(HERE, "_boot")
 AGENT = os.path.join(HERE, "_agent.py")
 HOUSEKEEPING_S = 0.02
+#: how long to wait for the start-up hook's "ready" before finding the GIL from outside
+HOOK_WAIT_S = 0.1
 #: the mean gap between samples at the start (adaptive sampling: sparser later)
 DEFAULT_INTERVAL_S = 0.001
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -118,6 +130,32 @@ def _script_of(args: Sequence[str]) -> Optional[str]:
     return None
 
 
+def _hook_skipped(argv: Sequence[str]) -> bool:
+    """True when a python command line skips the start-up hook (-I, -E or -S)."""
+    if not argv or not _looks_like_python(argv[0]):
+        return False
+    args = list(argv[1:])
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--" or a == "-" or not a.startswith("-"):
+            return False  # the script and its arguments
+        if a.startswith("--"):
+            i += 1
+            continue
+        for j, ch in enumerate(a[1:]):
+            if ch in "IES":
+                return True
+            if ch in "mc":
+                return False
+            if ch in _PY_OPTS_WITH_ARG:
+                if j == len(a) - 2:
+                    i += 1  # the value is the next argument
+                break
+        i += 1
+    return False
+
+
 def _can_read_child_memory() -> bool:
     """Yama ptrace_scope 0/1 lets a parent read its child's memory; 2 needs
     CAP_SYS_PTRACE; 3 forbids it."""
@@ -162,6 +200,12 @@ class ProgramRun:
         self.t_exit: Optional[float] = None
         self._buf = b""
         self.load0: Optional[float] = None
+        # the hook-free finder (when the hook did not run)
+        self.feed: Optional["TargetFeed"] = None
+        self.outside_error: Optional["AttachError"] = None
+        self._outside_next = 0.0
+        self._outside_tries = 0
+        self.children: List[int] = []  # PIDs of child processes seen (forks and others)
 
     # -- start ----------------------------------------------------------------
     def _env(self, fd: int) -> Dict[str, str]:
@@ -199,6 +243,7 @@ class ProgramRun:
             if self.proc is not None:
                 os.close(wfd)
         self.t_launch = time.monotonic()
+        self._outside_next = self.t_launch + (0.0 if _hook_skipped(self.argv) else HOOK_WAIT_S)
         # after the fork: the program keeps its own scheduling priority
         prio = _sampler.boost_priority()
         from . import stats  # loads while the program starts up
@@ -232,8 +277,8 @@ class ProgramRun:
         watch = [rfd] + ([pidfd] if pidfd is not None else [])
         now = time.monotonic()
         next_house = now + HOUSEKEEPING_S
-        next_refresh = now + _sampler.REFRESH_S
-        next_every = now + self.every if self.every else None
+        self._next_refresh = now + _sampler.REFRESH_S
+        self._next_every = now + self.every if self.every else None
         clock = time.monotonic
         try:
             while True:
@@ -252,21 +297,60 @@ class ProgramRun:
                 now = clock()
                 if now >= next_house:
                     next_house = now + HOUSEKEEPING_S
-                    self._forward_signals()
-                    if pidfd is None and proc.poll() is not None:
+                    if not self._housekeeping(now, pidfd is None):
                         break
-                    if now >= next_refresh:
-                        sampler.refresh()
-                        next_refresh = now + _sampler.REFRESH_S
-                    if next_every is not None and now >= next_every and self.on_every is not None:
-                        next_every = now + (self.every or 0)
-                        self.on_every(self._stats(final=False))
         finally:
             if pidfd is not None:
                 os.close(pidfd)
             proc.wait()
             self.t_exit = clock()
             sampler.close()
+
+    def _housekeeping(self, now: float, poll: bool) -> bool:
+        """Signals, the hook-free finder, thread refreshes, --every; False once the program exited."""
+        assert self.proc is not None and self.sampler is not None
+        self._forward_signals()
+        if poll and self.proc.poll() is not None:
+            return False
+        if self.info is None and self.feed is None and self.outside_error is None \
+                and now >= self._outside_next:
+            self._find_outside(now)
+        if now >= self._next_refresh:
+            self.sampler.refresh()
+            if self.feed is not None:
+                self.feed.refresh()
+            self._note_children()
+            self._next_refresh = now + _sampler.REFRESH_S
+        if self._next_every is not None and now >= self._next_every and self.on_every is not None:
+            self._next_every = now + (self.every or 0)
+            self.on_every(self._stats(final=False))
+        return True
+
+    def _find_outside(self, now: float) -> None:
+        """The hook has not reported: find the GIL from outside (retried while the
+        program execs into Python or initialises its runtime)."""
+        from .target import AttachError, open_target
+        assert self.proc is not None and self.sampler is not None
+        self._outside_tries += 1
+        try:
+            target = open_target(self.proc.pid, retries=0)
+        except AttachError as exc:
+            limit = {"not-ready": 10 ** 6, "not-cpython": 50, "layout": 20}.get(exc.kind, 0)
+            if self._outside_tries >= limit:
+                self.outside_error = exc
+            else:
+                self._outside_next = now + min(0.1, 0.01 * 2 ** min(self._outside_tries, 4))
+            return
+        from .attach import TargetFeed
+        self.sampler.refresh()  # the threads there now, before their states are mapped
+        self.feed = TargetFeed(target, self.sampler, self.t_launch)
+
+    def _note_children(self) -> None:
+        from .target import children_of
+        assert self.proc is not None
+        for c in children_of(self.proc.pid):
+            if c not in self.children:
+                self.children.append(c)
 
     def _read_messages(self, rfd: int, final: bool = False) -> bool:
         """Handle what the program's start-up hook sent; False at EOF."""
@@ -320,6 +404,9 @@ class ProgramRun:
             if sampler is not None and msg.get("gil"):
                 sampler.attach_gil(msg["gil"])
                 sampler.refresh()
+        elif ev == "fork":
+            if msg.get("pid") is not None and int(msg["pid"]) not in self.children:
+                self.children.append(int(msg["pid"]))
         elif ev == "knock":
             self.knock = msg
         elif ev == "end":
@@ -357,15 +444,37 @@ class ProgramRun:
 
     # -- results --------------------------------------------------------------
     def _stats(self, final: bool, cpu: Optional[float] = None) -> "GilStats":
-        from .stats import GilEnabledEvent, from_raw, machine_load, overload_note
+        from .stats import from_raw, machine_load, overload_note
         sampler = self.sampler
         raw = sampler.result(t_end=None) if sampler is not None else None
         if raw is not None and self.end is not None and raw.get("t_last") is not None:
             raw["t_last"] = min(raw["t_last"], self.end["t"]) if raw["t_last"] else self.end["t"]
         notes = list(self.notes)
+        label, gil = self._interpreter(notes)
+        busy = overload_note(self.load0, machine_load()) if gil else None
+        if busy:
+            notes.append(busy)
+        code = self._exit_code(notes) if final else None
+        wall = (self.t_exit or time.monotonic()) - self.t_launch
+        if raw is not None and cpu is None:
+            cpu = sum(t["cpu_s"] for t in raw["threads"])
+        if raw is not None and not raw["samples"] and gil and sampler is not None and not sampler.usable():
+            raw = dict(raw, method="knocker" if self.knock else "threads-only")
+        if self.children:
+            from .attach import children_note
+            notes.append(children_note(self.children, cpu_included=True))
+        found_by = "hook" if self.info is not None and self.info.get("gil") else (
+            self.feed.target.found_by if self.feed is not None else "")
+        return from_raw(raw, gil=gil, wall_s=wall, cpu_s=cpu, interval_s=self.interval,
+                        interpreter=label, enabled_by=tuple(self.enabled), notes=tuple(notes),
+                        knock=self.knock, exit_code=code, pid=self.proc.pid if self.proc else None,
+                        children=tuple(self.children), gil_found_by=found_by)
+
+    def _interpreter(self, notes: List[str]) -> Tuple[str, Optional[bool]]:
+        """The interpreter's label and whether a GIL ran (None: unknown); adds notes."""
+        from .stats import GilEnabledEvent
         info = self.info
         gil: Optional[bool]
-        label = ""
         if info is not None:
             impl_name = str(info.get("impl") or "?")
             impl = {"cpython": "CPython", "pypy": "PyPy"}.get(impl_name, impl_name)
@@ -378,39 +487,41 @@ class ProgramRun:
                     self.enabled.append(GilEnabledEvent(module=None, at_s=None))
                     notes.append("the GIL was turned on during the run; its warning was filtered out, "
                                  "so the module is unknown")
-        elif "jython" in os.path.basename(self.argv[0]).lower():
-            gil = False
-            label = "Jython"
+            return label, gil
+        if self.feed is not None:
+            feed = self.feed
+            notes.append("the probe's start-up hook did not run in the program (python -I, -E or -S, a "
+                         "chroot or container, or a cleaned environment): the GIL was found from outside "
+                         "(%s); threads are named by the OS" % feed.target.found_by)
+            notes.extend(feed.notes())
+            for e in feed.enabled:
+                if e not in self.enabled:
+                    self.enabled.append(e)
+            return feed.target.label(), feed.gil or bool(feed.enabled)
+        if "jython" in os.path.basename(self.argv[0]).lower():
             notes.append("Jython has no GIL: only parallelism is measured")
-        else:
-            gil = None
-            notes.append("the probe's start-up hook did not run in the program (python -I, -E or -S, "
-                          "or not a Python program): only CPU and threads are measured")
-        busy = overload_note(self.load0, machine_load()) if gil else None
-        if busy:
-            notes.append(busy)
-        code = None
-        wall = (self.t_exit or time.monotonic()) - self.t_launch
-        if final and self.proc is not None:
-            rc = self.proc.returncode
-            if rc is not None and rc < 0:
-                code = 128 - rc
-                try:
-                    name = signal.Signals(-rc).name
-                except ValueError:
-                    name = "signal %d" % -rc
-                notes.append("the program was ended by %s: the figures cover its run until then" % name)
-            else:
-                code = rc
-            if info is not None and self.end is None and rc is not None and rc >= 0:
-                notes.append("the program exited without running its exit handlers (os._exit or a crash)")
-        if raw is not None and cpu is None:
-            cpu = sum(t["cpu_s"] for t in raw["threads"])
-        if raw is not None and not raw["samples"] and gil and sampler is not None and not sampler.usable():
-            raw = dict(raw, method="knocker" if self.knock else "threads-only")
-        return from_raw(raw, gil=gil, wall_s=wall, cpu_s=cpu, interval_s=self.interval,
-                        interpreter=label, enabled_by=tuple(self.enabled), notes=tuple(notes),
-                        knock=self.knock, exit_code=code)
+            return "Jython", False
+        why = ("python -I, -E or -S, or not a Python program" if self.outside_error is None
+               else "and the GIL was not found from outside either: " + self.outside_error.what.rstrip("."))
+        notes.append("the probe's start-up hook did not run in the program (%s): only CPU and threads "
+                     "are measured" % why)
+        return "", None
+
+    def _exit_code(self, notes: List[str]) -> Optional[int]:
+        """The program's exit status as a shell reports it (128+N for signal N); adds notes."""
+        if self.proc is None:
+            return None
+        rc = self.proc.returncode
+        if rc is not None and rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = "signal %d" % -rc
+            notes.append("the program was ended by %s: the figures cover its run until then" % name)
+            return 128 - rc
+        if self.info is not None and self.end is None and rc is not None and rc >= 0:
+            notes.append("the program exited without running its exit handlers (os._exit or a crash)")
+        return rc
 
 
 def run_program(cmd: Sequence[str], interval: Optional[float] = None, every: Optional[float] = None,

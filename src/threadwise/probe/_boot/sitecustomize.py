@@ -9,7 +9,8 @@ any other ``sitecustomize`` on the path.  Nothing else of the program changes:
 its argv, ``__main__``, output, exceptions and exit status are its own.
 
 Messages are JSON lines; writes never block (a full pipe drops a message
-rather than stall the program).
+rather than stall the program).  A forked child sends one ``fork`` message
+(its PID) and nothing else: the probe follows the program's own process only.
 """
 import os
 import sys
@@ -54,6 +55,8 @@ def _threadwise_probe_boot():
     agent = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(agent)
     clock = agent._clock
+
+    _report_forks(fd, clock)
 
     gil_on = agent.gil_enabled()
     loc = agent.find_gil() if (gil_on and not knock) else None
@@ -102,6 +105,21 @@ def _threadwise_probe_boot():
 
     import atexit
     atexit.register(at_exit)
+
+
+def _report_forks(fd, clock):
+    """A fork (multiprocessing, os.fork) is not followed: say so, once, from the
+    child (the program's own messages stop there: send() checks the pid)."""
+    if not hasattr(os, "register_at_fork"):
+        return
+
+    def forked():
+        try:
+            os.write(fd, (_dumps({"ev": "fork", "pid": os.getpid(), "t": clock()}) + "\n").encode("utf-8"))
+        except OSError:
+            pass
+
+    os.register_at_fork(after_in_child=forked)
 
 
 def _identity(agent):
