@@ -155,6 +155,30 @@ def test_timeout_collect_goes_on(backend, no_orphans):
     assert [x for i, x in enumerate(out) if i != 3] == [i + 1 for i in range(8) if i != 3]
 
 
+def test_watchdog_expires_what_is_late_and_nothing_else():
+    # the one deadline watchdog that threads, interpreters and Dask share
+    from threadwise.executor._base import Watchdog
+    expired = []
+    dog = Watchdog("threadwise-test-watchdog", expired.append, tick=0.01)
+    try:
+        now = time.monotonic()
+        dog.watch("late", now + 0.05, "late chunk")
+        dog.watch("done", now + 0.05, "finished chunk")
+        dog.watch("far", now + 600, "far chunk")
+        dog.forget("done")  # finished before its deadline
+        give_up = time.monotonic() + 20
+        while not expired and time.monotonic() < give_up:
+            time.sleep(0.01)
+        time.sleep(0.1)  # time for a wrong second expiry to show
+        assert expired == ["late chunk"]
+        assert dog.drain() == ["far chunk"]
+    finally:
+        dog.close()
+    assert dog._thread is not None
+    dog._thread.join(timeout=10)
+    assert not dog._thread.is_alive()
+
+
 # --------------------------------------------------------------------------
 # what can't be pickled
 # --------------------------------------------------------------------------

@@ -16,6 +16,11 @@ The engine (``_engine.py``) talks to every backend through :class:`Backend`::
 
 Errors reach the user in three parts (what happened, the likely cause, the
 fix), with the item's index and the worker's traceback (``ItemError``).
+
+Where a hung call can't be stopped (threads, sub-interpreters, Dask) one
+:class:`Watchdog` per backend enforces ``timeout``: it resolves the late chunk's
+Future as :class:`ChunkBroken` ``kind="timeout"`` and the backend leaves the
+call behind.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import concurrent.futures as cf
 import os
 import sys
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -360,3 +366,74 @@ def resolve(future: "cf.Future[Any]", value: Any = None, exc: Optional[BaseExcep
         return True
     except (cf.InvalidStateError, RuntimeError):
         return False
+
+
+# --------------------------------------------------------------------------
+# the deadline watchdog
+# --------------------------------------------------------------------------
+class Watchdog:
+    """One daemon thread that enforces ``timeout`` for a backend whose calls can't be stopped.
+
+    ::
+
+        backend --watch(key, deadline, what)--> deadlines <--forget(key)-- the chunk finished
+        watchdog thread, every ``tick`` s: scan() --> expire(what) for each one past its deadline
+
+    The thread starts at the first :meth:`watch` or :meth:`start` (a map without a
+    timeout starts none) and ends at :meth:`close`.  ``scan`` replaces the deadline
+    table where the backend finds late work another way (threads read the item each
+    worker runs, which costs the worker nothing per item); it returns what is late
+    and the seconds until the next look.  ``expire`` runs in the watchdog thread,
+    outside the lock.
+    """
+
+    def __init__(self, name: str, expire: Callable[[Any], None], tick: float = 0.05,
+                 scan: Optional[Callable[[], Tuple[List[Any], float]]] = None) -> None:
+        self.name = name
+        self.tick = tick
+        self._expire = expire
+        self._scan = scan if scan is not None else self.due
+        self._lock = threading.Lock()
+        self._deadlines: Dict[Any, Tuple[float, Any]] = {}   # key -> (time.monotonic(), what)
+        self._thread: Optional[threading.Thread] = None
+        self._closed = threading.Event()
+
+    def watch(self, key: Any, deadline: float, what: Any) -> None:
+        """Expire ``what`` once ``time.monotonic()`` passes ``deadline``, unless forgotten first."""
+        with self._lock:
+            self._deadlines[key] = (deadline, what)
+        self.start()
+
+    def forget(self, key: Any) -> None:
+        with self._lock:
+            self._deadlines.pop(key, None)
+
+    def drain(self) -> List[Any]:
+        """Stop watching everything; returns what was watched."""
+        with self._lock:
+            watched = [what for _, what in self._deadlines.values()]
+            self._deadlines.clear()
+        return watched
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def due(self) -> Tuple[List[Any], float]:
+        """What is past its deadline (no longer watched), and the seconds until the next look."""
+        now = time.monotonic()
+        with self._lock:
+            late = [key for key, (deadline, _) in self._deadlines.items() if now > deadline]
+            return [self._deadlines.pop(key)[1] for key in late], self.tick
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            late, tick = self._scan()
+            for what in late:
+                self._expire(what)
+            self._closed.wait(tick)

@@ -10,6 +10,12 @@
          ChunkBroken -> slot split: [results kept] [items to re-run] [Failure] [rest re-run]
     ready slots --> yielded as lists, in input order (ordered=True) or as they finish
 
+:func:`run_chunks` is that loop (a :class:`ChunkMap`); :func:`run_serial` the
+serial backend's, batches straight into the result list.  The engine runs every
+item, ``auto``'s too: its probe asks for :func:`timed_batch` (in the caller's
+thread) or :func:`backend_batch` (one chunk on the helper thread a timeout
+needs), its check on threads for :func:`thread_batch`, and reads their timings.
+
 Errors: ``errors="collect"`` puts a :class:`Failure` in each failed item's place
 and goes on.  ``errors="raise"`` stops taking input at the first failure, lets
 the chunks in flight finish (their results are not lost: they travel on the
@@ -22,13 +28,15 @@ are cancelled and running worker processes are killed, at once.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import operator
 import queue
 import sys
 import textwrap
 import threading
-from itertools import islice
-from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
+from itertools import chain, islice
+from typing import (Any, Callable, Dict, Generator, Iterator, List, NoReturn, Optional,
+                    Tuple)
 
 from . import _chunk
 from ._base import (Backend, ChunkBroken, ChunkDone, Failure, ItemError, ItemTimeoutError,
@@ -191,6 +199,16 @@ class MapRun:
         err.__cause__ = None
         return Failure(index, b.kind, err, "", rep)
 
+    def record_broken(self, b: ChunkBroken, index: int, item: Any) -> Failure:
+        """The :class:`Failure` of the item that broke a chunk (it timed out, or its worker
+        died), noted and counted."""
+        fail = self.broken_failure(b, index, item)
+        self.failures.append(fail)
+        with self.counters.lock:
+            self.counters.items_done += 1
+            self.counters.items_failed += 1
+        return fail
+
     def raise_error(self) -> ItemError:
         first = min(self.failures, key=lambda f: f.index)
         err = self.item_error(first)
@@ -269,6 +287,24 @@ def serial_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[A
     return done, False
 
 
+def timed_batch(run: MapRun, it: Iterator[Any], base: int, n: int, dest: List[Any],
+                keep: bool = False) -> Tuple[int, bool, float, Optional[List[Any]]]:
+    """One :func:`serial_batch` of up to ``n`` items into ``dest``, timed.
+
+    Returns (items consumed, input exhausted, seconds, the items or None).  ``keep``:
+    the items are taken off ``it`` into a list first and returned, so that the caller
+    can keep them beside their results (auto prices pickling them).  Raises like
+    :func:`serial_batch`, with the results before the failure in ``dest``.
+    """
+    src = list(islice(it, n)) if keep else None
+    t0 = _chunk.clock()
+    got, exhausted = serial_batch(run, it if src is None else iter(src), base, n, dest, src)
+    dt = _chunk.clock() - t0
+    if src is not None:
+        exhausted = len(src) < n
+    return got, exhausted, dt, src
+
+
 def run_serial(run: MapRun, it: Iterator[Any], base: int, sink: Optional[List[Any]],
                item_s: Optional[float] = None, target_s: float = 0.02
                ) -> Generator[List[Any], None, int]:
@@ -284,14 +320,12 @@ def run_serial(run: MapRun, it: Iterator[Any], base: int, sink: Optional[List[An
     while True:
         n = 1 if item_s is None else int(max(1, min(MAX_CHUNK, target_s / max(item_s, 1e-9))))
         dest = sink if sink is not None else []
-        t0 = _chunk.clock()
         try:
-            got, exhausted = serial_batch(run, it, base, n, dest)
+            got, exhausted, dt, _ = timed_batch(run, it, base, n, dest)
         except ItemError:
             if sink is None and dest:
                 yield dest  # the results before the failing item, then the error
             raise
-        dt = _chunk.clock() - t0
         if sink is None and dest:
             yield dest
         if got:
@@ -302,40 +336,242 @@ def run_serial(run: MapRun, it: Iterator[Any], base: int, sink: Optional[List[An
             return base - start
 
 
+def _stop_at_failure(run: MapRun, before: List[Any],
+                    sink: Optional[List[Any]]) -> Generator[List[Any], None, None]:
+    """Stop like a plain loop: hand over the results before the failing item, then raise."""
+    if before:
+        if sink is not None:
+            sink.extend(before)
+        else:
+            yield before
+    err = run.raise_error()
+    raise err from min(run.failures, key=lambda f: f.index).exception
+
+
+def _hand_over(run: MapRun, slot: _Slot, sink: Optional[List[Any]]
+               ) -> Generator[List[Any], None, None]:
+    """A finished slot's results, in order, into ``sink`` or yielded; in raise mode a
+    failure in it stops the map there (:func:`_stop_at_failure`)."""
+    assert slot.results is not None
+    if slot.first_failure is not None and run.errors == "raise":
+        yield from _stop_at_failure(run, slot.results[:slot.first_failure - slot.base], sink)
+    if sink is not None:
+        sink.extend(slot.results)
+    else:
+        yield slot.results
+
+
+#: what :func:`backend_batch` returns (see there)
+BatchRun = Tuple[int, bool, float, Iterator[Any], Optional[Tuple[List[Any], List[Any]]]]
+
+
+def backend_batch(run: MapRun, backend: Backend, it: Iterator[Any], base: int, n: int,
+                  sink: Optional[List[Any]]) -> Generator[List[Any], None, BatchRun]:
+    """One batch of up to ``n`` items as one chunk on ``backend`` (auto's probe with a
+    timeout: a helper thread that may be left behind on a hung item), its results into
+    ``sink`` or yielded.  A chunk broken by a timeout is split as :func:`run_chunks`
+    splits it; the items after the broken one go back in front of the input.
+
+    Returns (items consumed, input exhausted, wall seconds, the input, (items,
+    results) of a batch that ran whole, else None)."""
+    items = list(islice(it, n))
+    exhausted = len(items) < n
+    if not items:
+        return 0, True, 0.0, it, None
+    t0 = _chunk.clock()
+    out = backend.submit_chunk(run.fn, base, items, timeout=run.timeout,
+                               stop_on_error=run.errors == "raise").result()
+    dt = _chunk.clock() - t0
+    slot = _Slot(base, items)
+    if isinstance(out, ChunkBroken):
+        j = out.index - base if out.index is not None else 0
+        done = out.done[:j]
+        run.convert(slot, done, 0)
+        fail = run.record_broken(out, base + j, items[j])
+        if run.errors == "raise":
+            if done:
+                if sink is not None:
+                    sink.extend(done)
+                else:
+                    yield list(done)
+            raise run.raise_error()
+        if sink is not None:
+            sink.extend(done)
+            sink.append(fail)
+        else:
+            yield list(done) + [fail]
+        return j + 1, False, dt, chain(items[j + 1:], it), None
+    run.convert(slot, out.results, out.nfail)
+    assert slot.results is not None
+    yield from _hand_over(run, slot, sink)
+    return len(items), exhausted, dt, it, (items, slot.results)
+
+
+def thread_batch(run: MapRun, items: List[Any], base: int, workers: int,
+                 sink: Optional[List[Any]]) -> Generator[List[Any], None, float]:
+    """Run ``items`` on ``workers`` fresh threads, one contiguous chunk each; their results,
+    in order, into ``sink`` or yielded (stopping at a failure in raise mode).  Returns
+    the wall seconds of the run (auto's check that threads scale)."""
+    from .threads import ThreadBackend
+    size = int(math.ceil(len(items) / float(workers)))
+    pool = ThreadBackend(workers)
+    try:
+        t0 = _chunk.clock()
+        futs = []
+        for j in range(0, len(items), size):
+            futs.append((base + j, items[j:j + size],
+                         pool.submit_chunk(run.fn, base + j, items[j:j + size], timeout=None,
+                                           stop_on_error=run.errors == "raise")))
+        outs = [(b, part, f.result()) for b, part, f in futs]
+        wall = _chunk.clock() - t0
+    finally:
+        pool.shutdown(wait=True)  # joined: a live thread would make a later pool spawn, not fork
+    slots = []
+    for b, part, out in outs:
+        slot = _Slot(b, part)
+        run.convert(slot, out.results, out.nfail)
+        slots.append(slot)
+    for slot in slots:
+        yield from _hand_over(run, slot, sink)
+    return wall
+
+
 def run_chunks(run: MapRun, backend: Backend, it: Iterator[Any], base: int,
                chunker: Chunker) -> Iterator[List[Any]]:
     """Map ``run.fn`` over ``it`` on ``backend``; yield lists of results (see module doc)."""
-    run.backend_name = backend.name
-    collect = run.errors == "collect"
-    doneq: "queue.SimpleQueue[_Slot]" = queue.SimpleQueue()
-    slots: List[_Slot] = []
-    state = {"running": 0}
-    max_inflight = max(1, backend.workers * backend.inflight_per_worker)
-    exhausted = False
-    stopping = False
-    next_index = base
-    tick = 0.25
+    return ChunkMap(run, backend, it, base, chunker).results()
 
-    def submit(slot: _Slot) -> None:
-        if chunker.item_s:
-            backend.item_s_hint = chunker.item_s
-        fut = backend.submit_chunk(run.fn, slot.base, slot.items, timeout=run.timeout,
-                                   stop_on_error=not collect)
+
+class ChunkMap:
+    """One map on a backend's workers: chunks read lazily off the input, at most
+    ``workers x inflight_per_worker`` in flight, broken chunks split, results handed
+    over in order (or as they finish), a failure in raise mode stopping it cleanly.
+
+    Every method runs in the caller's thread; the only thing the backends' threads do
+    is put a finished slot on ``doneq`` (the Future's done callback).
+    """
+
+    #: seconds between looks at the map's deadline while waiting for a chunk
+    TICK = 0.25
+
+    def __init__(self, run: MapRun, backend: Backend, it: Iterator[Any], base: int,
+                 chunker: Chunker) -> None:
+        self.run = run
+        self.backend = backend
+        self.it = it
+        self.base = base
+        self.chunker = chunker
+        self.collect = run.errors == "collect"
+        self.doneq: "queue.SimpleQueue[_Slot]" = queue.SimpleQueue()
+        self.slots: List[_Slot] = []        # in input order: running, or done and not handed over
+        self.running = 0
+        self.max_inflight = max(1, backend.workers * backend.inflight_per_worker)
+        self.exhausted = False
+        self.stopping = False               # raise mode saw a failure: take no more input
+        self.next_index = base
+
+    def results(self) -> Iterator[List[Any]]:
+        """The generator :func:`run_chunks` returns."""
+        self.run.backend_name = self.backend.name
+        clean = False
+        try:
+            while True:
+                self._fill()
+                if not self.stopping:
+                    for results in self._take_ready():
+                        yield results
+                if self.running == 0:
+                    if self.stopping:
+                        break
+                    if self.exhausted and not self.slots:
+                        clean = True
+                        return
+                    if self.exhausted or not self.slots:
+                        continue
+                self._wait()
+            head = self._settle()
+            if head:
+                yield head
+            clean = True
+            self._raise()
+        except GeneratorExit:
+            clean = True
+            for s in self.slots:
+                if s.future is not None and s.results is None:
+                    s.future.cancel()
+            raise
+        finally:
+            if not clean:
+                self.backend.abort()
+
+    # -- input -> chunks in flight ------------------------------------------
+    def _fill(self) -> None:
+        """Read chunks off the input and submit them while there is room in flight."""
+        while not self.exhausted and not self.stopping and self.running < self.max_inflight:
+            size = self.chunker.next_size()
+            items = list(islice(self.it, size))
+            if len(items) < size:
+                self.exhausted = True
+            if not items:
+                break
+            slot = _Slot(self.next_index, items)
+            self.next_index += len(items)
+            self.chunker.consumed(len(items))
+            self.slots.append(slot)
+            self._submit(slot)
+
+    def _submit(self, slot: _Slot) -> None:
+        backend = self.backend
+        if self.chunker.item_s:
+            backend.item_s_hint = self.chunker.item_s
+        fut = backend.submit_chunk(self.run.fn, slot.base, slot.items, timeout=self.run.timeout,
+                                   stop_on_error=not self.collect)
         slot.future = fut
-        state["running"] += 1
-        with run.counters.lock:
-            run.counters.chunks += 1
+        self.running += 1
+        with self.run.counters.lock:
+            self.run.counters.chunks += 1
+        doneq = self.doneq
+
         def done(_: "cf.Future[Any]", s: _Slot = slot) -> None:
             doneq.put(s)
         fut.add_done_callback(done)
 
-    def replace(slot: _Slot, parts: List[_Slot]) -> None:
-        i = slots.index(slot)
-        slots[i:i + 1] = parts
+    # -- finished chunks -> results ------------------------------------------
+    def _take_ready(self) -> List[List[Any]]:
+        """Finished slots off the list: the leading ones (ordered), or all of them."""
+        slots = self.slots
+        ready: List[List[Any]] = []
+        if self.run.ordered:
+            while slots and slots[0].results is not None:
+                ready.append(slots.pop(0).results)  # type: ignore[arg-type]  # not None: checked
+        else:
+            for s in [s for s in slots if s.results is not None]:
+                slots.remove(s)
+                ready.append(s.results)  # type: ignore[arg-type]
+        return ready
 
-    def handle(slot: _Slot) -> None:
-        nonlocal stopping
-        state["running"] -= 1
+    def _wait(self) -> None:
+        """Wait (up to TICK, and never past the deadline) for a chunk; handle every finished one."""
+        wait = self.TICK
+        if self.run.deadline is not None:
+            remaining = self.run.deadline - _chunk.clock()
+            if remaining <= 0:
+                raise cf.TimeoutError()
+            wait = min(wait, remaining)
+        try:
+            finished = self.doneq.get(timeout=wait)
+        except queue.Empty:
+            return
+        self._handle(finished)
+        while True:
+            try:
+                finished = self.doneq.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(finished)
+
+    def _handle(self, slot: _Slot) -> None:
+        self.running -= 1
         fut = slot.future
         assert fut is not None
         if fut.cancelled():
@@ -344,32 +580,38 @@ def run_chunks(run: MapRun, backend: Backend, it: Iterator[Any], base: int,
         exc = fut.exception()
         if exc is not None:  # the chunk as a whole failed (its results could not come back)
             failed = [_chunk.capture(exc, slot.base + k) for k in range(len(slot.items))]
-            run.convert(slot, failed, len(failed))
-            if not collect:
-                stopping = True
+            self.run.convert(slot, failed, len(failed))
+            if not self.collect:
+                self.stopping = True
             return
         out = fut.result()
         if isinstance(out, ChunkDone):
-            chunker.observe(len(out.results), out.elapsed)
-            run.convert(slot, out.results, out.nfail)
-            if out.nfail and not collect:
-                stopping = True
+            self.chunker.observe(len(out.results), out.elapsed)
+            self.run.convert(slot, out.results, out.nfail)
+            if out.nfail and not self.collect:
+                self.stopping = True
             return
         assert isinstance(out, ChunkBroken)
-        k = out.index
-        n = len(slot.items)
-        if k is None and n > 1:
-            # which item broke it is unknown (Dask): run each one on its own
-            parts = []
-            for j, x in enumerate(slot.items):
-                p = _Slot(slot.base + j, [x])
-                parts.append(p)
-            replace(slot, parts)
-            for p in parts:
-                submit(p)
-            return
-        if k is None:
-            k = slot.base
+        if out.index is None and len(slot.items) > 1:
+            self._one_by_one(slot)
+        else:
+            self._split(slot, out)
+
+    def _replace(self, slot: _Slot, parts: List[_Slot]) -> None:
+        i = self.slots.index(slot)
+        self.slots[i:i + 1] = parts
+
+    def _one_by_one(self, slot: _Slot) -> None:
+        """Which item broke the chunk is unknown (Dask): run each one on its own."""
+        parts = [_Slot(slot.base + j, [x]) for j, x in enumerate(slot.items)]
+        self._replace(slot, parts)
+        for p in parts:
+            self._submit(p)
+
+    def _split(self, slot: _Slot, out: ChunkBroken) -> None:
+        """A chunk broken at one item: [results kept] [items to re-run] [Failure] [rest re-run]."""
+        run = self.run
+        k = out.index if out.index is not None else slot.base
         j = k - slot.base
         done = out.done[:j]
         parts = []
@@ -381,84 +623,31 @@ def run_chunks(run: MapRun, backend: Backend, it: Iterator[Any], base: int,
         if len(done) < j:   # lost with the dead worker: run again
             rerun_head = _Slot(slot.base + len(done), slot.items[len(done):j])
             parts.append(rerun_head)
-        fail = run.broken_failure(out, k, slot.items[j])
         fslot = _Slot(k, [slot.items[j]])
-        run.failures.append(fail)
+        fslot.results = [run.record_broken(out, k, slot.items[j])]
         fslot.first_failure = k
-        fslot.results = [fail]
-        with run.counters.lock:
-            run.counters.items_done += 1
-            run.counters.items_failed += 1
         parts.append(fslot)
         rest = None
-        if j + 1 < n and collect:
+        if j + 1 < len(slot.items) and self.collect:
             rest = _Slot(k + 1, slot.items[j + 1:])
             parts.append(rest)
-        replace(slot, parts)
-        if not collect:
-            stopping = True
+        self._replace(slot, parts)
+        if not self.collect:
+            self.stopping = True
         for part in (rerun_head, rest):
             if part is not None:
-                submit(part)
+                self._submit(part)
 
-    clean = False
-    try:
-        while True:
-            while not exhausted and not stopping and state["running"] < max_inflight:
-                size = chunker.next_size()
-                items = list(islice(it, size))
-                if len(items) < size:
-                    exhausted = True
-                if not items:
-                    break
-                slot = _Slot(next_index, items)
-                next_index += len(items)
-                chunker.consumed(len(items))
-                slots.append(slot)
-                submit(slot)
-            if not stopping:
-                if run.ordered:
-                    while slots and slots[0].results is not None:
-                        first_slot = slots.pop(0)
-                        yield first_slot.results  # type: ignore[misc]  # not None: checked above
-                else:
-                    ready = [s for s in slots if s.results is not None]
-                    for r in ready:
-                        slots.remove(r)
-                        yield r.results  # type: ignore[misc]
-            if state["running"] == 0:
-                if stopping:
-                    break
-                if exhausted and not slots:
-                    clean = True
-                    return
-                if exhausted or not slots:
-                    continue
-            wait = tick
-            if run.deadline is not None:
-                remaining = run.deadline - _chunk.clock()
-                if remaining <= 0:
-                    raise cf.TimeoutError()
-                wait = min(wait, remaining)
-            try:
-                finished = doneq.get(timeout=wait)
-            except queue.Empty:
-                continue
-            handle(finished)
-            while True:
-                try:
-                    finished = doneq.get_nowait()
-                except queue.Empty:
-                    break
-                handle(finished)
-        # raise mode, stopped at a failure, nothing left running: yield the results
-        # before the failing item (when they follow on from what was yielded), keep
-        # every other result on the exception
+    # -- raise mode: stopped at a failure, nothing left running ----------------
+    def _settle(self) -> List[Any]:
+        """The results before the failing item when they follow on from what was handed
+        over (returned, to be yielded); every other result kept on the exception."""
+        run = self.run
         first = min(f.index for f in run.failures)
         head: List[Any] = []
         contiguous = run.ordered
-        expected = slots[0].base if slots else base
-        for s in sorted(slots, key=lambda s: s.base):
+        expected = self.slots[0].base if self.slots else self.base
+        for s in sorted(self.slots, key=lambda s: s.base):
             if s.results is None or s.base != expected:
                 contiguous = False
             for k, r in enumerate(s.results or ()):
@@ -473,21 +662,11 @@ def run_chunks(run: MapRun, backend: Backend, it: Iterator[Any], base: int,
                 expected = s.base + len(s.results)
                 if len(s.results) < len(s.items):
                     contiguous = False
-        if head:
-            yield head
-        clean = True
-        err = run.raise_error()
-        fail = min(run.failures, key=lambda f: f.index)
+        return head
+
+    def _raise(self) -> NoReturn:
+        err = self.run.raise_error()
+        fail = min(self.run.failures, key=lambda f: f.index)
         if fail.kind == "exception":
             raise err from fail.exception
         raise err
-    except GeneratorExit:
-        clean = True
-        for s in slots:
-            if s.future is not None and s.results is None:
-                s.future.cancel()
-        raise
-    finally:
-        if not clean:
-            backend.abort()
-

@@ -194,7 +194,7 @@ class Executor(cf.Executor):
                     c.chunks, c.calls, replaced, self._choice)
 
     # -- concurrent.futures API -------------------------------------------
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "cf.Future[Any]":  # type: ignore[override]
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "cf.Future[Any]":
         """Run ``fn(*args, **kwargs)`` on the backend (``auto``: the last map's choice, else
         threads: one call gives nothing to measure)."""
         check_fn(fn)
@@ -209,7 +209,7 @@ class Executor(cf.Executor):
         return backend.submit_call(fn, args, kwargs)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None,
-            chunksize: Any = "auto", buffersize: Optional[int] = None) -> Iterator[Any]:  # type: ignore[override]
+            chunksize: Any = "auto", buffersize: Optional[int] = None) -> Iterator[Any]:
         """``concurrent.futures.Executor.map``: results in order; ``timeout`` is the total
         seconds from this call; an exception from fn is raised as it is (with a note naming
         the item) when its result is reached.  Input is consumed lazily."""
@@ -282,8 +282,7 @@ class Executor(cf.Executor):
                 workers = self._workers or default_workers(name)
                 if name == "dask":
                     workers = self._get("dask", 0).workers
-                choice = Choice(name, workers, lambda n=name, w=workers: (
-                    "%s x%d: chosen by the caller (backend=%r)" % (n, w, n)))
+                choice = Choice(name, workers, _chosen_by_caller(name, workers))
             if name == "serial" and timeout is not None:
                 name, workers = "threads", 1
                 choice = Choice(choice.backend, 1, choice.reason + "; with a timeout the items run "
@@ -326,6 +325,11 @@ class Executor(cf.Executor):
             self.shutdown(wait=False, cancel_futures=True, kill=True)
         else:
             self.shutdown(wait=True)
+
+
+def _chosen_by_caller(name: str, workers: int) -> Callable[[], str]:
+    """The reason of an explicit backend's Choice, written when it is read."""
+    return lambda: "%s x%d: chosen by the caller (backend=%r)" % (name, workers, name)
 
 
 def _raise_failures(chunks: Iterator[List[Any]]) -> Iterator[Any]:

@@ -146,12 +146,13 @@ def run(args: argparse.Namespace, *_consoles: Any) -> int:
     return 0
 
 
-def print_advice(advice: Any, name: str = "fn") -> None:
+def print_advice(advice: Any, name: str = "fn", console: Any = None) -> None:
+    """Print the advice table and sentence on ``console`` (a rich Console; default stdout)."""
     from rich.console import Console
     from rich.table import Table
 
     from .._format import fmt_s, pct
-    console = Console()
+    console = Console() if console is None else console
     env = advice.environment
     t = Table(title="threadwise advise %s: %d items sampled%s" % (
         name, advice.sampled, "" if advice.total is None else " of %d" % advice.total))

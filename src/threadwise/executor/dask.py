@@ -29,7 +29,6 @@ import concurrent.futures as cf
 import itertools
 import logging
 import socket
-import threading
 import time
 import uuid
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
@@ -37,7 +36,7 @@ from urllib.parse import urlparse
 
 from ..errors import UsageError
 from . import _chunk
-from ._base import Backend, BackendUnavailableError, ChunkBroken, ChunkDone, resolve
+from ._base import Backend, BackendUnavailableError, ChunkBroken, ChunkDone, Watchdog, resolve
 from ._cpus import cpu_count
 
 
@@ -116,10 +115,8 @@ class DaskBackend(Backend):
             self._killed_worker = KilledWorker
         self._prefix = "threadwise-%s" % uuid.uuid4().hex[:8]
         self._ids = itertools.count()
-        self._lock = threading.Lock()
-        self._running: dict = {}
-        self._watchdog: Optional[threading.Thread] = None
-        self._closed = False
+        # the chunks with a timeout, until they finish
+        self._watchdog = Watchdog("threadwise-dask-watchdog", self._cancel)
         #: per-item seconds the engine measured (sets the timeout deadlines of chunks)
         self.item_s_hint = 0.0
 
@@ -138,8 +135,7 @@ class DaskBackend(Backend):
         killed = self._killed_worker
 
         def done(f: Any) -> None:
-            with self._lock:
-                self._running.pop(key, None)
+            self._watchdog.forget(key)
             status = f.status
             if status == "finished":
                 try:
@@ -160,32 +156,21 @@ class DaskBackend(Backend):
 
         if timeout is not None:
             # the chunk may queue behind one other chunk, then run n items
-            deadline = time.monotonic() + timeout + 3 * n * self.item_s_hint
-            with self._lock:
-                self._running[key] = (deadline, dfut, outer, base, n)
-                if self._watchdog is None:
-                    self._watchdog = threading.Thread(target=self._watch, daemon=True,
-                                                      name="threadwise-dask-watchdog")
-                    self._watchdog.start()
+            self._watchdog.watch(key, time.monotonic() + timeout + 3 * n * self.item_s_hint,
+                                 (dfut, outer, base, n))
         dfut.add_done_callback(done)
         return outer
 
-    def _watch(self) -> None:
-        while not self._closed:
-            time.sleep(0.05)
-            now = time.monotonic()
-            with self._lock:
-                expired = [(k, v) for k, v in self._running.items() if now > v[0]]
-                for k, _ in expired:
-                    del self._running[k]
-            for _, (_, dfut, outer, base, n) in expired:
-                if resolve(outer, ChunkBroken("timeout", base if n == 1 else None, [],
-                                              "the Dask task was cancelled; the worker thread "
-                                              "running it can't be stopped and runs on")):
-                    try:
-                        dfut.cancel()
-                    except Exception:  # pragma: no cover
-                        pass
+    def _cancel(self, late: Tuple[Any, "cf.Future[Any]", int, int]) -> None:
+        """The watchdog's verdict on a chunk past its deadline: timed out, its task cancelled."""
+        dfut, outer, base, n = late
+        if resolve(outer, ChunkBroken("timeout", base if n == 1 else None, [],
+                                      "the Dask task was cancelled; the worker thread "
+                                      "running it can't be stopped and runs on")):
+            try:
+                dfut.cancel()
+            except Exception:  # pragma: no cover
+                pass
 
     def submit_call(self, fn: Callable[..., Any], args: Sequence[Any],
                     kwargs: Mapping[str, Any]) -> "cf.Future[Any]":
@@ -205,16 +190,14 @@ class DaskBackend(Backend):
         return outer
 
     def abort(self) -> None:
-        with self._lock:
-            running = list(self._running.values())
-            self._running.clear()
+        running = self._watchdog.drain()
         try:
-            self._client.cancel([v[1] for v in running])
+            self._client.cancel([v[0] for v in running])
         except Exception:  # pragma: no cover
             pass
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False, kill: bool = False) -> None:
-        self._closed = True
+        self._watchdog.close()
         if self._own_client:
             try:
                 self._client.close(timeout=2 if kill else 10)

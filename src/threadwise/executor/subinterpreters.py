@@ -17,14 +17,14 @@ A running interpreter can't be stopped from outside: an item past
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib
 import pickle
 import platform
-import threading
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from . import _chunk
-from ._base import Backend, BackendUnavailableError, ChunkBroken, ChunkDone, resolve
+from ._base import Backend, BackendUnavailableError, ChunkBroken, ChunkDone, Watchdog, resolve
 
 
 def _pool_class() -> Tuple[Optional[Any], str]:
@@ -33,9 +33,9 @@ def _pool_class() -> Tuple[Optional[Any], str]:
         return InterpreterPoolExecutor, ""
     except ImportError as e:
         first = str(e)
-    try:  # the PEP 734 backport
-        from interpreters_backport.concurrent.futures import InterpreterPoolExecutor  # type: ignore
-        return InterpreterPoolExecutor, ""
+    try:  # the PEP 734 backport (imported by name: it has no type information)
+        backport = importlib.import_module("interpreters_backport.concurrent.futures")
+        return backport.InterpreterPoolExecutor, ""
     except ImportError:
         pass
     return None, first
@@ -72,10 +72,7 @@ class InterpreterBackend(Backend):
             check_available()
         assert cls is not None
         self._pool = cls(max_workers=workers)
-        self._lock = threading.Lock()
-        self._watched: List[Tuple[float, "cf.Future[Any]", int, int]] = []
-        self._watchdog: Optional[threading.Thread] = None
-        self._closed = False
+        self._watchdog = Watchdog("threadwise-interp-watchdog", self._abandon)
         self._abandoned = 0
 
     def submit_chunk(self, fn: Callable[[Any], Any], base: int, items: List[Any], *,
@@ -84,8 +81,13 @@ class InterpreterBackend(Backend):
         inner = self._pool.submit(_chunk.run_pickled, payload)
         outer: "cf.Future[Any]" = cf.Future()
         outer.set_running_or_notify_cancel()
+        if timeout is not None:
+            # the whole chunk may take len(items) times the limit; a single item, the limit
+            self._watchdog.watch(outer, time.monotonic() + timeout * len(items),
+                                 (outer, base, len(items)))
 
         def done(f: "cf.Future[Any]") -> None:
+            self._watchdog.forget(outer)
             if f.cancelled():
                 resolve(outer, exc=cf.CancelledError())
                 return
@@ -97,33 +99,15 @@ class InterpreterBackend(Backend):
             resolve(outer, ChunkDone(results, elapsed, nfail))
 
         inner.add_done_callback(done)
-        if timeout is not None:
-            # the whole chunk may take len(items) times the limit; a single item, the limit
-            with self._lock:
-                self._watched.append((time.monotonic() + timeout * len(items), outer, base, len(items)))
-                if self._watchdog is None:
-                    self._watchdog = threading.Thread(target=self._watch, daemon=True,
-                                                      name="threadwise-interp-watchdog")
-                    self._watchdog.start()
         return outer
 
-    def _watch(self) -> None:
-        while not self._closed:
-            time.sleep(0.05)
-            now = time.monotonic()
-            with self._lock:
-                keep: List[Tuple[float, "cf.Future[Any]", int, int]] = []
-                expired: List[Tuple[float, "cf.Future[Any]", int, int]] = []
-                for entry in self._watched:
-                    if entry[1].done():
-                        continue
-                    (expired if now > entry[0] else keep).append(entry)
-                self._watched = keep
-            for _, fut, base, n in expired:
-                if resolve(fut, ChunkBroken("timeout", base if n == 1 else None, [],
-                                            "the interpreter was abandoned: it can't be stopped "
-                                            "from outside and runs on until the call returns")):
-                    self._abandoned += 1
+    def _abandon(self, late: Tuple["cf.Future[Any]", int, int]) -> None:
+        """The watchdog's verdict on a chunk past its deadline: timed out, its interpreter left behind."""
+        fut, base, n = late
+        if resolve(fut, ChunkBroken("timeout", base if n == 1 else None, [],
+                                    "the interpreter was abandoned: it can't be stopped "
+                                    "from outside and runs on until the call returns")):
+            self._abandoned += 1
 
     def submit_call(self, fn: Callable[..., Any], args: Sequence[Any],
                     kwargs: Mapping[str, Any]) -> "cf.Future[Any]":
@@ -133,7 +117,7 @@ class InterpreterBackend(Backend):
         pass
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False, kill: bool = False) -> None:
-        self._closed = True
+        self._watchdog.close()
         # never wait for a call abandoned past its timeout (it may never return); note that
         # concurrent.futures still joins its worker threads when the interpreter exits
         wait = wait and not kill and not self._abandoned

@@ -21,10 +21,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import queue
 import threading
-from typing import Any, Callable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from . import _chunk
-from ._base import Backend, ChunkBroken, ChunkDone, resolve
+from ._base import Backend, ChunkBroken, ChunkDone, Watchdog, resolve
 
 clock = _chunk.clock
 
@@ -71,7 +71,7 @@ class _Worker(threading.Thread):
                 self._execute(task)
             finally:
                 self.task = None
-                task = None  # type: ignore[assignment]  # drop the references while idle
+                task = None  # drop the references while idle
 
     def _execute(self, task: _Task) -> None:
         where = "thread %s" % self.name
@@ -124,7 +124,7 @@ class ThreadBackend(Backend):
         self._lock = threading.Lock()
         self._threads: List[_Worker] = []
         self._numbered = 0
-        self._watchdog: Optional[threading.Thread] = None
+        self._watchdog = Watchdog("threadwise-watchdog", self._abandon, scan=self._late)
         self._closed = False
         for _ in range(workers):
             self._add_worker()
@@ -141,7 +141,7 @@ class ThreadBackend(Backend):
         f: "cf.Future[Any]" = cf.Future()
         self._queue.put(_Task(f, fn, base, items, timeout, stop_on_error))
         if timeout is not None:
-            self._ensure_watchdog()
+            self._watchdog.start()
         return f
 
     def submit_call(self, fn: Callable[..., Any], args: Sequence[Any],
@@ -153,41 +153,41 @@ class ThreadBackend(Backend):
         return f
 
     # -- the watchdog -----------------------------------------------------
-    def _ensure_watchdog(self) -> None:
+    def _late(self) -> Tuple[List[Tuple[_Worker, _Task, int]], float]:
+        """The watchdog's scan: workers whose running item is past its timeout, and the
+        seconds until the next look (a tenth of the shortest timeout, 5 to 100 ms)."""
+        tick = 0.1
+        now = clock()
+        late = []
         with self._lock:
-            if self._watchdog is None:
-                self._watchdog = threading.Thread(target=self._watch, name="threadwise-watchdog",
-                                                  daemon=True)
-                self._watchdog.start()
+            workers = list(self._threads)
+        for w in workers:
+            t = w.task
+            if t is None or t.timeout is None:
+                continue
+            tick = min(tick, max(0.005, t.timeout / 10.0))
+            index = t.index
+            if index is None or now - t.started <= t.timeout:
+                continue
+            late.append((w, t, index))
+        return late, tick
 
-    def _watch(self) -> None:
-        while not self._closed:
-            tick = 0.1
-            now = clock()
+    def _abandon(self, late: Tuple[_Worker, _Task, int]) -> None:
+        """Resolve the hung item's chunk as timed out, retire its thread, start another."""
+        w, t, index = late
+        t.cancelled = True
+        done = list(t.partial[:index - t.base])
+        broken = ChunkBroken("timeout", index, done,
+                             "the thread was abandoned: the hung call runs on in the "
+                             "background until it returns (threads can't be killed)")
+        if resolve(t.future, broken):
             with self._lock:
-                workers = list(self._threads)
-            for w in workers:
-                t = w.task
-                if t is None or t.timeout is None:
-                    continue
-                tick = min(tick, max(0.005, t.timeout / 10.0))
-                index = t.index
-                if index is None or now - t.started <= t.timeout:
-                    continue
-                t.cancelled = True
-                done = list(t.partial[:index - t.base])
-                broken = ChunkBroken("timeout", index, done,
-                                     "the thread was abandoned: the hung call runs on in the "
-                                     "background until it returns (threads can't be killed)")
-                if resolve(t.future, broken):
-                    with self._lock:
-                        w.retired = True
-                        if w in self._threads:
-                            self._threads.remove(w)
-                        self.workers_replaced += 1
-                        if not self._closed:
-                            self._add_worker()
-            threading.Event().wait(tick)
+                w.retired = True
+                if w in self._threads:
+                    self._threads.remove(w)
+                self.workers_replaced += 1
+                if not self._closed:
+                    self._add_worker()
 
     # -- stopping ---------------------------------------------------------
     def _drain(self) -> None:
@@ -214,6 +214,7 @@ class ThreadBackend(Backend):
         with self._lock:
             self._closed = True
             threads = list(self._threads)
+        self._watchdog.close()
         for _ in threads:
             self._queue.put(None)
         if wait and not kill:
