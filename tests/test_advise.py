@@ -162,3 +162,34 @@ def test_add_parser_hook():
     cli.add_parser(sub)
     args = parser.parse_args(["advise", "m:f", "--range", "5"])
     assert args.func is cli.run and args.range == 5
+
+
+def test_advise_across_interpreters_cli(tmp_path, run_cli):
+    import json as _json
+    (tmp_path / "sq.py").write_text("def sq(x):\n    s = 0\n    for i in range(20000):\n        s += i * x\n    return s\n")
+    out = tmp_path / "a.json"
+    p = run_cli("advise", "sq.py:sq", "--range", "8", "--python", sys.executable, "--json",
+                "-o", str(out), cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    data = _json.loads(p.stdout)
+    assert data == _json.loads(out.read_text())
+    (row,) = data["interpreters"]
+    assert row["verdict"] in ("recommended", "inconclusive") and row["sentence"].startswith("on ")
+    assert set(row["cells"]) >= {"serial", "threads", "processes"}
+
+
+def test_advise_across_names_a_missing_dependency(tmp_path, run_cli):
+    (tmp_path / "dep.py").write_text("import not_installed_anywhere\ndef f(x):\n    return x\n")
+    p = run_cli("advise", "dep.py:f", "--range", "4", "--python", sys.executable, cwd=str(tmp_path))
+    assert p.returncode == 1
+    assert "not_installed_anywhere" in p.stdout and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("code,how", [
+    ("import sys\nsys.exit(3)\ndef f(x):\n    return x\n", "sys.exit(3)"),
+    ("import os\ndef f(x):\n    os._exit(5)\n", "os._exit(5)"),
+])
+def test_advise_on_code_that_exits(tmp_path, run_cli, code, how):
+    (tmp_path / "ex.py").write_text(code)
+    p = run_cli("advise", "ex.py:f", "--range", "4", cwd=str(tmp_path))
+    assert p.returncode == 2 and how in p.stderr and "Fix:" in p.stderr, (p.returncode, p.stderr)

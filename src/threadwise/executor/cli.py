@@ -37,9 +37,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--sample-seconds", type=float, default=1.0, dest="sample_s",
                    help="seconds of serial work to sample (default 1.0)")
     p.add_argument("--max-items", type=int, default=None, help="at most this many sample items")
-    p.add_argument("--backends", default=None,
-                   help="comma-separated subset of threads,processes,interpreters")
-    p.add_argument("--json", action="store_true", help="print the advice as JSON")
+    p.add_argument("-b", "--backend", "--backends", dest="backends", default=None,
+                   metavar="NAMES", help="comma-separated subset of threads,processes,interpreters")
+    p.add_argument("--python", action="append", default=[], metavar="CMD",
+                   help="measure the function in this interpreter instead (repeatable), e.g. "
+                        "--python /opt/threadwise/py313t/bin/python3.13t --python python3: one table, "
+                        "a recommendation per interpreter (the function's module is imported there)")
+    p.add_argument("--json", action="store_true", help="print the advice as JSON (stdout)")
+    p.add_argument("-o", "--output", metavar="FILE", help="also write the advice as JSON to FILE")
+    p.add_argument("--markdown", metavar="FILE", help="also write the advice as Markdown (a CI step summary)")
     p.set_defaults(func=run)
     return p
 
@@ -67,6 +73,10 @@ def load_function(spec: str) -> Callable[..., Any]:
         sys.modules[name] = module
         try:
             spec_obj.loader.exec_module(module)
+        except SystemExit as e:
+            raise UsageError("importing %s called sys.exit(%s)" % (mod_name, e.code),
+                             "the file runs its script part when imported",
+                             "guard it with if __name__ == '__main__':") from None
         except Exception as e:
             raise UsageError("importing %s failed: %s: %s" % (mod_name, type(e).__name__, e),
                              "the file raises when imported", "fix the file, or guard its script "
@@ -81,6 +91,10 @@ def load_function(spec: str) -> Callable[..., Any]:
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(mod_name)
+        except SystemExit as e:
+            raise UsageError("importing %s called sys.exit(%s)" % (mod_name, e.code),
+                             "the module runs its script part when imported",
+                             "guard it with if __name__ == '__main__':") from None
         except ImportError as e:
             raise UsageError("can't import module %r: %s" % (mod_name, e),
                              "the module is not on the Python path (the current directory is)",
@@ -120,30 +134,96 @@ def read_items(path: str) -> List[Any]:
     return items
 
 
+def _items(args: argparse.Namespace) -> Sequence[Any]:
+    if args.range is not None:
+        if args.range < 1:
+            raise UsageError("--range must be >= 1, got %d" % args.range, "no items",
+                             "pass --range N with N >= 1")
+        return range(args.range)
+    return read_items(args.items)
+
+
+class _Exited(Exception):
+    """The user's code called os._exit() while threadwise measured it."""
+
+
+def _guard_exit(code: Any = 0) -> None:
+    raise _Exited(code)
+
+
 def run(args: argparse.Namespace, *_consoles: Any) -> int:
-    from .advise import advise
+    from .. import _io
+    for path in (args.output, args.markdown):
+        if path:
+            _io.check_writable(path, "the advice", "-o ./advice.json")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    real_exit = os._exit
+    os._exit = _guard_exit   # type: ignore[assignment]  # the measured function must not end us
     try:
+        items = _items(args)
+        if args.python:
+            return _run_across(args, items, backends)
+        from .advise import advise
         fn = load_function(args.function)
-        if args.range is not None:
-            if args.range < 1:
-                raise UsageError("--range must be >= 1, got %d" % args.range, "no items",
-                                 "pass --range N with N >= 1")
-            items: Sequence[Any] = range(args.range)
-        else:
-            items = read_items(args.items)
-        backends = None
-        if args.backends:
-            backends = [b.strip() for b in args.backends.split(",") if b.strip()]
         advice = advise(fn, items, workers=args.workers, sample_s=args.sample_s,
                         max_items=args.max_items, backends=backends)
     except ThreadwiseError as e:
         print("threadwise advise: " + e.message(), file=sys.stderr)
         return e.exit_code
+    except (SystemExit, _Exited) as e:
+        how = "os._exit" if isinstance(e, _Exited) else "sys.exit"
+        print("threadwise advise: %s called %s(%s) while it was measured.\nLikely cause: its code "
+              "ends the program (a script part run at import, or an error path).\nFix: guard the "
+              "script part with if __name__ == '__main__', or measure a function that returns."
+              % (args.function, how, e.args[0] if e.args else ""), file=sys.stderr)
+        return 2
+    finally:
+        os._exit = real_exit  # type: ignore[assignment]
+    data = advice.to_dict()
+    _write_outputs(args, data, lambda: _advice_markdown(advice, args.function))
     if args.json:
-        print(json.dumps(advice.to_dict(), indent=2, default=str))
+        print(json.dumps(data, indent=2, default=str))
     else:
         print_advice(advice, args.function)
     return 0
+
+
+def _write_outputs(args: argparse.Namespace, data: Any, markdown: Callable[[], str]) -> None:
+    from .. import _io
+    if args.output:
+        _io.write_atomic(args.output, json.dumps(data, indent=2, default=str) + "\n",
+                         "the advice", "-o ./advice.json")
+    if args.markdown:
+        _io.write_atomic(args.markdown, markdown(), "the Markdown summary", "--markdown summary.md")
+
+
+def _run_across(args: argparse.Namespace, items: Sequence[Any], backends: Optional[List[str]]) -> int:
+    """--python: the function measured in each interpreter (bench/advice.py)."""
+    from rich.console import Console
+
+    from ..bench.advice import advise_across, print_table
+    err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+    advice = advise_across(args.function, items, args.python, workers=args.workers,
+                           backends=backends, max_items=args.max_items,
+                           on_step=lambda title: err.print("measuring %s" % title, highlight=False))
+    data = {"function": args.function, "interpreters": [a.to_dict() for a in advice]}
+    _write_outputs(args, data, lambda: "## threadwise advise %s\n\n" % args.function + "".join(
+        "- %s\n" % a.sentence for a in advice))
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print_table(advice, args.function, Console() if sys.stdout.isatty() else Console(width=140))
+    return 0 if all(a.verdict != "error" for a in advice) else 1
+
+
+def _advice_markdown(advice: Any, name: str) -> str:
+    rows = ["## threadwise advise %s" % name, "", "| backend | workers | speedup | per item |",
+            "|---|---:|---:|---:|"]
+    for r in advice.results:
+        rows.append("| %s | %s | %s | %s |" % (r.backend, r.workers,
+                                              "%.2fx" % r.speedup if r.speedup else "-",
+                                              "%.3g s" % r.per_item_s if r.per_item_s else "-"))
+    return "\n".join(rows + ["", "**recommendation:** %s" % advice.sentence]) + "\n"
 
 
 def print_advice(advice: Any, name: str = "fn", console: Any = None) -> None:
