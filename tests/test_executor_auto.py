@@ -274,3 +274,13 @@ def test_choice_reason_written_when_read_behaves_like_a_field():
     assert copy.deepcopy(Choice("threads", 2, lambda: "why")).to_dict()["reason"] == "why"
     with pytest.raises(AttributeError):
         c.not_a_field
+
+
+def test_auto_logs_its_decision_with_the_reason(caplog):
+    import logging
+    from threadwise import pmap
+    with caplog.at_level(logging.INFO, logger="threadwise"):
+        out = pmap(lambda x: x + 1, range(500))
+    assert list(out) == list(range(1, 501))
+    msgs = [r.getMessage() for r in caplog.records if r.name == "threadwise"]
+    assert msgs and msgs[-1].startswith("auto: serial") and out.choice.reason in msgs[-1]

@@ -21,12 +21,13 @@ that can be run again, and it is what to use to see the numbers.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -39,6 +40,9 @@ from .._format import fmt_s, pct
 from .auto import GAIN, threads_for, transfer_cost
 
 LOCAL_BACKENDS = ("threads", "processes", "interpreters")
+#: threads that ran below this over serial did not scale (then "holds the GIL" explains it)
+NO_GAIN = 1.2
+log = logging.getLogger("threadwise")
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,17 @@ class Advice:
     gil_held: Optional[float]
     gil_check: Dict[str, Any] = field(default_factory=dict)
     environment: Dict[str, Any] = field(default_factory=dict)
+    #: the share of all CPUs other processes used while advise measured (environment.CpuWatch)
+    others_share: Optional[float] = None
+    #: "recommended", or "inconclusive" (the machine stayed busy through a re-measure)
+    verdict: str = "recommended"
 
     def __str__(self) -> str:
         return self.sentence
 
     def to_dict(self) -> Dict[str, Any]:
         return {"backend": self.backend, "workers": self.workers, "sentence": self.sentence,
+                "verdict": self.verdict, "others_share": self.others_share,
                 "sampled": self.sampled, "total": self.total, "item_s": self.item_s,
                 "cpu_share": self.cpu_share, "gil_held": self.gil_held,
                 "gil_check": self.gil_check, "environment": self.environment,
@@ -236,7 +245,34 @@ def advise(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: Optional[
     backend); ``max_items`` caps the sample; ``workers``: None for one per CPU;
     ``backends``: a subset of ("threads", "processes", "interpreters").
     Returns an :class:`Advice`; ``str(advice)`` is the one-sentence recommendation.
+
+    While it measures, advise watches how much of the CPUs other processes take
+    (``environment.CpuWatch``): above ``BUSY_SHARE`` it measures once more, and if the
+    machine stays busy the advice says "inconclusive" with the share, instead of
+    recommending a backend that a busy machine chose.
     """
+    from ..bench.model import BUSY_SHARE
+    from ..environment import CpuWatch
+    # a re-iterable input can be measured again; an iterator is measured once
+    attempts = (1, 2) if hasattr(items, "__len__") and hasattr(items, "__getitem__") else (1,)
+    for attempt in attempts:
+        watch = CpuWatch()
+        advice = _advise(fn, items, workers=workers, sample_s=sample_s, max_items=max_items,
+                         backends=backends, gil_duration=gil_duration)
+        busy = watch.stop()
+        share = round(busy.others + busy.steal, 3)
+        if share <= BUSY_SHARE:
+            return replace(advice, others_share=share)
+        log.info("advise: other processes used %.0f%% of the CPUs while it measured (attempt %d)",
+                 100 * share, attempt)
+    return replace(advice, others_share=share, verdict="inconclusive", sentence=(
+        "inconclusive: other processes used %.0f%% of the CPUs while advise measured; "
+        "rerun on a quiet machine (this run read: %s)" % (100 * share, advice.sentence)))
+
+
+def _advise(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: Optional[int],
+            sample_s: float, max_items: Optional[int], backends: Optional[Sequence[str]],
+            gil_duration: float) -> Advice:
     check_fn(fn)
     workers = check_workers(workers)
     if not (isinstance(sample_s, (int, float)) and sample_s > 0):
@@ -335,16 +371,20 @@ def _why(r: BackendResult, g: Optional[float], c: float, serial: BackendResult, 
     if not r.available:
         return "unavailable: %s" % (r.note or "?")
     x = (serial.predicted_s or 0) / r.predicted_s if r.predicted_s else 0.0
+    # a "because" only where the numbers support it: holding the GIL explains threads that
+    # did not scale, not threads that did; start-up explains processes only when it is a
+    # large part of their predicted time
     if r.backend in ("threads", "free threads"):
         if free:
             return "%.1fx on a free-threaded build" % x
         if c < 0.5:
             return "%.1fx: it waits (CPU busy %s of the time)" % (x, pct(c))
-        if g is not None and g >= 0.5:
+        if g is not None and g >= 0.5 and x < NO_GAIN:
             return "%.1fx because the call holds the GIL %s of the time" % (x, pct(g))
-        return "%.1fx (the call holds the GIL %s of the time)" % (x, pct(g))
+        return "%.1fx (the GIL was held %s of the time)" % (x, pct(g))
     if r.backend in ("processes", "interpreters"):
-        if x < 1.0:
+        overhead = (r.startup_s or 0.0) + N * (r.transfer_s or 0.0)
+        if x < 1.0 and r.predicted_s and overhead > 0.5 * r.predicted_s:
             extra = ""
             if r.transfer_s is not None:
                 extra = " and transfer (%s per item)" % fmt_s(r.transfer_s)

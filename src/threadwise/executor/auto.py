@@ -44,6 +44,7 @@ most of what ``auto`` costs a map of a millisecond.
 """
 from __future__ import annotations
 
+import logging
 import math
 import operator
 import pickle
@@ -59,6 +60,8 @@ from ._cpus import cpu_count
 from ._engine import MapRun, backend_batch, thread_batch, timed_batch
 from ._gilmeter import SCHEDSTAT, GilMeter, gil_enabled, thread_sched
 
+FREE_THREADED_BUILD = bool(__import__("sysconfig").get_config_var("Py_GIL_DISABLED"))
+
 PROBE_S = 0.03            # serial measuring time (at most)
 PROBE_SHARE = 0.02        # ... and at most this share of the whole map, when its length is known
 MIN_PROBE_S = 0.008
@@ -73,6 +76,14 @@ LOOKAHEAD_ITEMS = 50_000
 TINY_WORK_S = 0.005       # less work than this left: serial, whatever the rest says
 GAIN = 0.9                # a backend must beat the next simpler one by 10%
 THREAD_ITEM_S = 2e-7      # per-item cost of the engine on threads (chunked)
+# on a free-threaded build running without its GIL, pure-Python work should go to threads:
+# the trial must be long enough to show it (6 items on 2 threads read 1.2x where a longer
+# map ran 1.95x): at least FT_TRIAL_S of work per thread, up to FT_TRIAL_SHARE of the rest
+FT_TRIAL_S = 0.1
+FT_TRIAL_SHARE = 0.3
+
+#: auto's decisions and their reasons (INFO), for an application's logging configuration
+_log = logging.getLogger("threadwise")
 
 
 # -- what auto learned about a function on its previous maps ----------------------------
@@ -123,6 +134,8 @@ class Plan:
         self.next_index = next_index
         self.remaining = remaining
         self.item_s = item_s
+        if _log.isEnabledFor(logging.INFO):   # the reason is written only for a listener
+            _log.info("auto: %s", choice.reason)
 
 
 def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method: Optional[str],
@@ -430,7 +443,10 @@ def _check_threads(run: MapRun, f: _Facts, rest: Iterator[Any], budget: float,
     150x150 matmul, GIL released, OpenBLAS: 2 threads 0.87x serial).  The trial's items
     are results, not a rehearsal: the engine runs them (``thread_batch``)."""
     wtr = f.wtr
-    k = min(int(f.rem * 0.15), max(4 * wtr, int(budget * wtr / max(f.t, 1e-9))))
+    if f.gil_on:
+        k = min(int(f.rem * 0.15), max(4 * wtr, int(budget * wtr / max(f.t, 1e-9))))
+    else:   # no GIL: a trial long enough to see threads scale (FT_TRIAL_S per thread)
+        k = min(int(f.rem * FT_TRIAL_SHARE), max(8 * wtr, int(FT_TRIAL_S * wtr / max(f.t, 1e-9))))
     if not (f.c >= 0.5 and f.g < 0.5 and wtr >= 2 and k >= 2 * wtr and not run.timeout):
         return
     take = list(islice(rest, k))
@@ -582,10 +598,24 @@ def _holds(f: _Facts) -> str:
         # serializes the calls (a library's own lock, memory bandwidth)
         return ("releases the GIL (held %s of the time) but does not scale on threads (%s)"
                 % (pct(g_seen), trial))
+    if f.gil_on and FREE_THREADED_BUILD:
+        return ("holds the GIL %s of the time: this free-threaded build runs WITH its GIL (%s), so "
+                "threads can't scale%s" % (pct(f.g), _why_gil_on(), " (%s)" % trial if trial else ""))
     if f.gil_on:
         return "holds the GIL %s of the time%s" % (pct(f.g), " (%s)" % trial if trial else "")
     return "runs on a free-threaded build (no GIL)%s" % (
         " but does not scale on threads (%s)" % trial if trial else "")
+
+
+def _why_gil_on() -> str:
+    """Why a free-threaded build has its GIL on: PYTHON_GIL / -X gil, or an extension module
+    without free-threading support (Python named it in a RuntimeWarning at its import)."""
+    import os
+    import sys
+    if os.environ.get("PYTHON_GIL") == "1" or str(getattr(sys, "_xoptions", {}).get("gil")) == "1":
+        return "PYTHON_GIL=1 or -X gil=1 turned it on"
+    return ("an imported extension module not marked free-threading-safe turned it back on; "
+            "Python's RuntimeWarning at that import names it")
 
 
 def _why_threads(f: _Facts, wt: int) -> str:
