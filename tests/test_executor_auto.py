@@ -284,3 +284,17 @@ def test_auto_logs_its_decision_with_the_reason(caplog):
     assert list(out) == list(range(1, 501))
     msgs = [r.getMessage() for r in caplog.records if r.name == "threadwise"]
     assert msgs and msgs[-1].startswith("auto: serial") and out.choice.reason in msgs[-1]
+
+
+def test_auto_model_chooses_sub_interpreters_where_they_win():
+    from threadwise.executor import auto
+    # CPU-bound, holds the GIL, 200 items of 5 ms: processes and sub-interpreters both scale;
+    # a sub-interpreter starts without a process (20 ms each vs 150 ms for a spawned pool)
+    p = auto.predict(200, 0.005, 1.0, 1.0, 2, None, (1e-5, 1e-5), 0.15, interpreters_s=0.02)
+    assert auto._decide(p)[0] == "interpreters"
+    # without a sub-interpreter pool (before 3.14) the same map goes to processes
+    p = auto.predict(200, 0.005, 1.0, 1.0, 2, None, (1e-5, 1e-5), 0.15, interpreters_s=None)
+    assert auto._decide(p)[0] == "processes" and "interpreters" not in p
+    # a map too short to pay for any start-up stays serial
+    p = auto.predict(4, 0.005, 1.0, 1.0, 2, None, (1e-5, 1e-5), 0.15, interpreters_s=0.02)
+    assert auto._decide(p)[0] == "serial"

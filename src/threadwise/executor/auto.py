@@ -79,6 +79,20 @@ THREAD_ITEM_S = 2e-7      # per-item cost of the engine on threads (chunked)
 # on a free-threaded build running without its GIL, pure-Python work should go to threads:
 # the trial must be long enough to show it (6 items on 2 threads read 1.2x where a longer
 # map ran 1.95x): at least FT_TRIAL_S of work per thread, up to FT_TRIAL_SHARE of the rest
+#: start-up of one sub-interpreter in a pool (3.14: a fresh interpreter importing the
+#: chunk runner and cloudpickle): an estimate until measured, like STARTUP_S
+INTERPRETER_STARTUP_S = 0.02
+_INTERP: List[bool] = []
+
+
+def _interpreters_available() -> bool:
+    """Whether this Python has sub-interpreter pools (3.14+), asked once."""
+    if not _INTERP:
+        from .subinterpreters import available
+        _INTERP.append(available()[0])
+    return _INTERP[0]
+
+
 FT_TRIAL_S = 0.1
 FT_TRIAL_SHARE = 0.3
 
@@ -514,8 +528,10 @@ def threads_for(c: float, cpus: int, workers: Optional[int]) -> int:
 
 
 def predict(rem: int, t: float, c: float, g: float, cpus: int, workers: Optional[int],
-            transfer: Tuple[Optional[float], Optional[float]], startup_s: float) -> Dict[str, Tuple[float, int]]:
-    """Seconds for ``rem`` more items on each backend (and the worker count it assumes)."""
+            transfer: Tuple[Optional[float], Optional[float]], startup_s: float,
+            interpreters_s: Optional[float] = None) -> Dict[str, Tuple[float, int]]:
+    """Seconds for ``rem`` more items on each backend (and the worker count it assumes);
+    ``interpreters_s``: start-up per sub-interpreter where a pool of them exists (3.14+)."""
     out: Dict[str, Tuple[float, int]] = {"serial": (rem * t, 1)}
     wt = max(1, min(threads_for(c, cpus, workers), rem))
     out["threads"] = (rem * max(g * t, c * t / min(wt, cpus), t / wt)
@@ -524,8 +540,11 @@ def predict(rem: int, t: float, c: float, g: float, cpus: int, workers: Optional
     if parent is not None and worker is not None:
         wp = max(1, min(workers or cpus, rem))
         tw = t + worker
-        out["processes"] = (startup_s + 0.002 * wp
-                            + rem * (max(c * tw / min(wp, cpus), tw / wp) + parent), wp)
+        run_s = rem * (max(c * tw / min(wp, cpus), tw / wp) + parent)
+        out["processes"] = (startup_s + 0.002 * wp + run_s, wp)
+        if interpreters_s is not None:
+            # sub-interpreters: each its own GIL, the same pickling, no process to start
+            out["interpreters"] = (interpreters_s * wp + run_s, wp)
     return out
 
 
@@ -534,7 +553,8 @@ def _predict(f: _Facts, transfer: Tuple[Optional[float], Optional[float]]
     """Seconds for the rest on each backend (and its workers): :func:`predict`, with the
     trial's measured threads in place of the modelled ones.  ``transfer``: pickling's
     (parent, worker) seconds per item, None where processes can't be used."""
-    p = predict(f.rem, f.t, f.c, f.g, f.cpus, f.workers, transfer, f.startup_s)
+    p = predict(f.rem, f.t, f.c, f.g, f.cpus, f.workers, transfer, f.startup_s,
+                INTERPRETER_STARTUP_S if f.gil_on and _interpreters_available() else None)
     if f.s_thr is not None:  # measured beats modelled: threads ran real items at s_thr
         p["threads"] = (f.rem * f.t / max(f.s_thr, 1e-9) + 0.0002 * f.wtr, f.wtr)
     return p
@@ -542,17 +562,20 @@ def _predict(f: _Facts, transfer: Tuple[Optional[float], Optional[float]]
 
 # -- deciding ------------------------------------------------------------------------------
 def _decide(preds: Dict[str, Tuple[float, int]]) -> Tuple[str, int]:
-    """The cheapest backend and its workers: threads must beat serial by GAIN, processes
-    both serial and threads."""
+    """The cheapest backend and its workers: threads must beat serial by GAIN; sub-interpreters
+    (3.14+) and processes must beat serial, threads, and each other when the other was chosen."""
     ts = preds["serial"][0]
     tt, wt = preds["threads"]
     best, w = "serial", 1
     if tt < GAIN * ts:
         best, w = "threads", wt
-    if "processes" in preds:
-        tp, wp = preds["processes"]
-        if tp < GAIN * min(ts, tt):
-            best, w = "processes", wp
+    for name in ("interpreters", "processes"):   # the lighter one first: it wins a tie
+        if name in preds:
+            tp, wp = preds[name]
+            rivals = [ts, tt] + [preds[b][0] for b in ("interpreters", "processes")
+                                 if b in preds and b != name and b == best]
+            if tp < GAIN * min(rivals):
+                best, w = name, wp
     return best, w
 
 
@@ -583,6 +606,13 @@ def _explain(best: str, f: _Facts, preds: Dict[str, Tuple[float, int]],
             tail += "; processes would give ~%s" % x(tp)
         return "threads x%d: %s: predicted %s over serial for %s of %s each, %s" % (
             wt, _why_threads(f, wt), x(tt), left, t, tail)
+    if best == "interpreters":
+        ti, wi = preds["interpreters"]
+        return ("interpreters x%d: the call %s, so threads would give ~%s; sub-interpreters (each "
+                "its own GIL, no process to start) predicted %s for %s of %s each, processes ~%s "
+                "(start-up ~%s, transfer %s per item)" % (
+                    wi, _holds(f), x(tt), x(ti), left, t, x(tp), fmt_s(f.startup_s),
+                    fmt_s((parent or 0) + (worker or 0))))
     return ("processes x%d: the call %s, so threads would give ~%s; processes predicted %s for "
             "%s of %s each (start-up ~%s, transfer %s per item)" % (
                 preds["processes"][1], _holds(f), x(tt), x(tp), left, t, fmt_s(f.startup_s),
