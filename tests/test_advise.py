@@ -34,17 +34,33 @@ def bad(x):
     return x
 
 
+GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def _reads(a, prefix):
+    """The advice starts with ``prefix``, or, measured on a busy machine, says it is
+    inconclusive and quotes a run that started so (a busy machine must not decide)."""
+    if a.verdict == "inconclusive":
+        assert "rerun on a quiet machine" in a.sentence and a.others_share > 0.2
+        return ("this run read: " + prefix) in a.sentence
+    return a.sentence.startswith(prefix)
+
+
+def _names(results):
+    return [r.backend.replace("free threads", "threads") for r in results]
+
+
 def test_advise_tiny_items_recommends_serial():
     a = advise(inc, range(5000), sample_s=0.05)
     assert isinstance(a, Advice)
     assert a.backend == "serial"
-    names = [r.backend for r in a.results]
+    names = _names(a.results)
     assert names[0] == "serial" and {"threads", "processes"} <= set(names)
     assert all(isinstance(r, BackendResult) for r in a.results)
     proc = [r for r in a.results if r.backend == "processes"][0]
     assert proc.available and proc.startup_s is not None and proc.transfer_s is not None
     assert proc.transfer_bytes is not None and proc.transfer_bytes > 0
-    assert str(a) == a.sentence and a.sentence.startswith("serial")
+    assert str(a) == a.sentence and _reads(a, "serial")
     assert "processes:" in a.sentence and "start-up" in a.sentence
     assert a.environment["cpus"] >= 1 and "loadavg" in a.environment
     d = a.to_dict()
@@ -56,9 +72,10 @@ def test_advise_waiting_items_recommends_threads():
     a = advise(wait_1ms, range(400), sample_s=0.1, backends=["threads"])
     assert a.backend == "threads", a.sentence
     assert a.cpu_share < 0.5
-    assert a.sentence.startswith("threads x")
+    assert _reads(a, "threads x") or _reads(a, "free threads x"), a.sentence
 
 
+@pytest.mark.skipif(not GIL, reason="a free-threaded build without its GIL has none to report")
 def test_advise_reports_the_gil():
     def spin(x):
         end = time.perf_counter() + 0.002
@@ -119,7 +136,7 @@ def test_cli_items_json(work_file, tmp_path, capsys):
     assert rc == 0
     d = json.loads(capsys.readouterr().out)
     assert d["total"] == 3 and d["backend"] in ("serial", "threads")
-    assert [r["backend"] for r in d["results"]] == ["serial", "threads"]
+    assert [r["backend"].replace("free threads", "threads") for r in d["results"]] == ["serial", "threads"]
 
 
 @pytest.mark.parametrize("argv, words", [

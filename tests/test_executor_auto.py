@@ -12,6 +12,9 @@ import time
 
 import pytest
 
+import sys as _sys
+GIL = getattr(_sys, "_is_gil_enabled", lambda: True)()
+
 from threadwise.executor import Executor, Failure, ItemError, cpu_count, pmap
 from threadwise.executor._engine import Chunker
 from threadwise.executor._gilmeter import GilMeter
@@ -76,12 +79,22 @@ def test_waiting_items_go_to_threads():
 
 
 @pytest.mark.skipif(cpu_count() < 2, reason="needs two CPUs to gain from processes")
+@pytest.mark.skipif(not GIL, reason="a free-threaded build without its GIL: see the next test")
 def test_gil_holding_cpu_work_goes_to_processes():
     out = pmap(spin_3ms, range(200))
     assert out == list(range(200))
     assert out.choice.backend == "processes", out.choice.reason
     assert out.choice.gil_held is not None and out.choice.gil_held > 0.5
     assert "GIL" in out.choice.reason and "%" in out.choice.reason
+
+
+@pytest.mark.skipif(GIL, reason="needs a free-threaded build running without its GIL "
+                    "(scripts/test runs the executor tests under 3.13t too)")
+def test_pure_python_cpu_work_goes_to_threads_without_a_gil():
+    out = pmap(spin_3ms, range(200))
+    assert out == list(range(200))
+    assert out.choice.backend in ("threads", "processes"), out.choice.reason
+    assert "free-threaded" in out.choice.reason or "no GIL" in out.choice.reason, out.choice.reason
 
 
 def test_explain_prints_the_choice(capsys):
@@ -124,6 +137,7 @@ def test_auto_lookahead_is_bounded():
         del it
 
 
+@pytest.mark.skipif(not GIL, reason="no GIL to meter on a free-threaded build without it")
 def test_gil_meter_tells_held_from_released():
     def spin(seconds):
         end = time.perf_counter() + seconds
