@@ -88,3 +88,12 @@ if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is a
 
 def __dir__() -> List[str]:
     return sorted(list(globals()) + list(_EXPORTS))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext threadwise`` (IPython, Jupyter): adds ``%advise`` and ``%probe``.
+
+    An IPython hook, not part of the API (so not in ``__all__``); IPython itself is
+    imported only here, when the extension loads (:mod:`threadwise.ipython`)."""
+    from threadwise.ipython import load_ipython_extension as load
+    load(ipython)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -58,7 +58,7 @@ class LineProgress:
             time.monotonic() - self.t0), highlight=False, soft_wrap=True)
 
 
-def progress(console: Console) -> "Progress | LineProgress":
+def progress(console: Console) -> Any:
     """A live bar in a terminal; a line per step in a log."""
     if not console.is_terminal:
         return LineProgress(console)
@@ -100,6 +100,7 @@ def _interp_table(interp: str, cs: Sequence[Cell], info: InterpreterFacts) -> Ta
         t.add_column(col, justify="left" if col in ("workload", "backend") else "right")
     rows: "OrderedDict[Tuple[str, Optional[str]], Dict[int, Cell]]" = OrderedDict()
     serial: Dict[str, Cell] = {}
+    b: Optional[str]
     for c in cs:
         label = c.label + (" (%s)" % c.tag if c.tag else "")
         if c.backend == "serial":

@@ -138,7 +138,7 @@ class Runner:
             return self.broken.get(spec.interpreter.label, "interpreter unavailable")
         f["gil_enabled"], f["free_threaded"] = facts.gil_enabled, facts.free_threaded
         baseline = self._baseline(spec) if spec.backend != "serial" else None
-        size = spec.size
+        size: Optional[float] = spec.size
         if spec.backend != "serial" and baseline is None:
             if size is None and spec.workload.entry.calibrate:
                 return "no serial baseline for this workload (it failed or was skipped)"

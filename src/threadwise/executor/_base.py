@@ -25,6 +25,9 @@ call behind.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
+import numbers
+import operator
 import os
 import sys
 import threading
@@ -232,6 +235,11 @@ class _RemoteTraceback(Exception):
 # --------------------------------------------------------------------------
 # checks at the public boundary
 # --------------------------------------------------------------------------
+#: the most workers a pool may have (threads, processes, interpreters, LocalCluster
+#: processes): past it the system runs out of threads or processes before the map starts
+MAX_WORKERS = 1024
+
+
 def check_fn(fn: Any) -> None:
     if not callable(fn):
         raise NotCallableError(
@@ -251,37 +259,85 @@ def check_backend(backend: Any) -> str:
     return backend
 
 
+def _as_int(value: Any) -> Optional[int]:
+    """``value`` as an int when it is a whole number type (int, numpy.int64), else None
+    (bool, float, str, ...: ``True`` is not a count, ``2.0`` and ``"2"`` are not ints)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _got(value: Any) -> str:
+    """``got VALUE`` for a message, with the type where the repr hides it (``'2'`` is a str)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "got %s" % _short_repr(value)
+    return "got %s (a %s)" % (_short_repr(value), type(value).__name__)
+
+
 def check_workers(workers: Any, argname: str = "workers") -> Optional[int]:
+    """None, or a whole number in [1, MAX_WORKERS] (no upper bound for another ``argname``,
+    such as advise's ``max_items``)."""
     if workers is None:
         return None
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    n = _as_int(workers)
+    pool = argname == "workers"
+    none_means = "None (one per CPU)" if pool else "None"
+    if n is None:
         raise UsageError(
-            "%s must be None (one per CPU) or an integer >= 1, got %s" % (argname, _short_repr(workers)),
-            "a zero, negative or non-integer worker count",
-            "pass %s=None to use every CPU this process may use, or a positive integer" % argname)
-    return workers
+            "%s must be %s or an integer >= 1, %s" % (argname, none_means, _got(workers)),
+            "a count that is not a whole number (a float, a string or a bool)",
+            "pass %s=None or a positive integer such as %s=4" % (argname, argname))
+    if n < 1:
+        raise UsageError("%s must be >= 1, got %d" % (argname, n),
+                         "a zero or negative count",
+                         "pass %s=None or a positive integer" % argname)
+    if pool and n > MAX_WORKERS:
+        raise UsageError(
+            "workers must be >= 1 and <= %d, got %d" % (MAX_WORKERS, n),
+            "that many threads, processes or interpreters exhaust the system (\"can't start new "
+            "thread\") before the map starts, and more workers than items or CPUs run nothing "
+            "faster",
+            "pass workers=None (one per CPU; threads: min(32, cpus + 4)) or at most %d; for "
+            "thousands of concurrent waits, use asyncio" % MAX_WORKERS)
+    return n
 
 
 def check_chunksize(chunksize: Any) -> Optional[int]:
-    if chunksize == "auto" or chunksize is None:
+    if chunksize is None or (isinstance(chunksize, str) and chunksize == "auto"):
         return None
-    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+    n = _as_int(chunksize)
+    if n is None or n < 1:
         raise UsageError(
-            "chunksize must be 'auto' or an integer >= 1, got %s" % _short_repr(chunksize),
-            "a chunk must hold at least one item",
+            "chunksize must be 'auto' or an integer >= 1, %s" % _got(chunksize),
+            "a chunk holds a whole number of items, at least one",
             "pass chunksize='auto' (sized from the measured time per item) or a positive integer")
-    return chunksize
+    return n
 
 
-def check_timeout(timeout: Any) -> Optional[float]:
+def check_timeout(timeout: Any, argname: str = "timeout") -> Optional[float]:
+    """None, or a finite number of seconds > 0 (int, float, numpy float; not bool, nan, inf)."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise UsageError(
-            "timeout must be None or a number of seconds > 0, got %s" % _short_repr(timeout),
-            "a zero, negative or non-numeric timeout",
-            "pass timeout=None (no limit) or the longest one item may run, in seconds")
-    return float(timeout)
+            "%s must be None or a number of seconds, %s" % (argname, _got(timeout)),
+            "a timeout that is not a number",
+            "pass %s=None (no limit) or the longest one item may run, in seconds" % argname)
+    value = float(timeout)
+    if math.isnan(value) or math.isinf(value):
+        raise UsageError(
+            "%s must be a finite number of seconds, got %s" % (argname, _short_repr(timeout)),
+            "nan or infinity is not a time limit",
+            "pass %s=None for no limit, or a number of seconds such as %s=30" % (argname, argname))
+    if value <= 0:
+        raise UsageError(
+            "%s must be > 0 seconds, got %s" % (argname, _short_repr(timeout)),
+            "a zero or negative timeout would fail every item at once",
+            "pass %s=None (no limit) or the longest one item may run, in seconds" % argname)
+    return value
 
 
 def check_errors(errors: Any) -> str:

@@ -178,7 +178,7 @@ def run(args: argparse.Namespace, *_consoles: Any) -> int:
               % (args.function, how, e.args[0] if e.args else ""), file=sys.stderr)
         return 2
     finally:
-        os._exit = real_exit  # type: ignore[assignment]
+        os._exit = real_exit
     data = advice.to_dict()
     _write_outputs(args, data, lambda: _advice_markdown(advice, args.function))
     if args.json:

@@ -13,6 +13,17 @@ cross as pickled bytes).  Earlier versions don't have it; the PyPI backport
 
 A running interpreter can't be stopped from outside: an item past
 ``timeout`` is reported and its interpreter's thread abandoned (like threads).
+The deadline counts from when the chunk *starts* (its Future turns running in
+the pool's thread), never from its submission: a chunk queued behind a hung
+one is not blamed for it.  A chunk's items can't be watched one by one from
+outside, so a chunk of n items gets n x ``timeout``; a late chunk of several
+items comes back with no index and the engine re-runs its items one by one,
+each with ``timeout`` alone.
+
+Interpreters start on demand (the pool starts a thread, and its interpreter,
+per submitted chunk while fewer than ``workers`` run), so a map never makes
+more interpreters than chunks in flight; ``workers`` is bounded at the public
+boundary (``_base.MAX_WORKERS``).
 """
 from __future__ import annotations
 
@@ -20,11 +31,13 @@ import concurrent.futures as cf
 import importlib
 import pickle
 import platform
+import threading
 import time
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import _chunk
-from ._base import Backend, BackendUnavailableError, ChunkBroken, ChunkDone, Watchdog, resolve
+from ._base import (Backend, BackendUnavailableError, ChunkBroken, ChunkDone, Watchdog,
+                    check_workers, resolve)
 
 
 def _pool_class() -> Tuple[Optional[Any], str]:
@@ -66,13 +79,17 @@ class InterpreterBackend(Backend):
     chunk_target_s = 0.01
 
     def __init__(self, workers: int) -> None:
+        check_workers(workers)
         super().__init__(workers)
         cls, _ = _pool_class()
         if cls is None:
             check_available()
         assert cls is not None
         self._pool = cls(max_workers=workers)
-        self._watchdog = Watchdog("threadwise-interp-watchdog", self._abandon)
+        self._lock = threading.Lock()
+        # outer Future -> [inner Future, base, n, timeout, started (None while queued)]
+        self._timed: Dict["cf.Future[Any]", List[Any]] = {}
+        self._watchdog = Watchdog("threadwise-interp-watchdog", self._abandon, scan=self._late)
         self._abandoned = 0
 
     def submit_chunk(self, fn: Callable[[Any], Any], base: int, items: List[Any], *,
@@ -82,12 +99,13 @@ class InterpreterBackend(Backend):
         outer: "cf.Future[Any]" = cf.Future()
         outer.set_running_or_notify_cancel()
         if timeout is not None:
-            # the whole chunk may take len(items) times the limit; a single item, the limit
-            self._watchdog.watch(outer, time.monotonic() + timeout * len(items),
-                                 (outer, base, len(items)))
+            with self._lock:
+                self._timed[outer] = [inner, base, len(items), timeout, None]
+            self._watchdog.start()
 
         def done(f: "cf.Future[Any]") -> None:
-            self._watchdog.forget(outer)
+            with self._lock:
+                self._timed.pop(outer, None)
             if f.cancelled():
                 resolve(outer, exc=cf.CancelledError())
                 return
@@ -100,6 +118,25 @@ class InterpreterBackend(Backend):
 
         inner.add_done_callback(done)
         return outer
+
+    def _late(self) -> Tuple[List[Tuple["cf.Future[Any]", int, int]], float]:
+        """The watchdog's scan: a chunk's clock starts when the pool starts running it
+        (queued chunks are never late); past n x timeout it is late."""
+        now = time.monotonic()
+        late = []
+        tick = 0.1
+        with self._lock:
+            for outer, entry in list(self._timed.items()):
+                inner, base, n, timeout, started = entry
+                tick = min(tick, max(0.005, timeout / 10.0))
+                if started is None:
+                    if inner.running() or inner.done():
+                        entry[4] = now
+                    continue
+                if now - started > timeout * n:
+                    del self._timed[outer]
+                    late.append((outer, base, n))
+        return late, tick
 
     def _abandon(self, late: Tuple["cf.Future[Any]", int, int]) -> None:
         """The watchdog's verdict on a chunk past its deadline: timed out, its interpreter left behind."""

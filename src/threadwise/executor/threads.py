@@ -15,6 +15,13 @@ flags the chunk so the thread stops after the hung call returns, retires that
 thread and starts a replacement: the map goes on, the hung call runs on in the
 background.  The workers are daemon threads so a hung call never blocks the
 interpreter's exit.
+
+Threads start on demand, not all at once: a task put on the queue while no
+thread waits for one starts a thread, up to ``workers``.  So a map never has
+more threads than chunks in flight (``pmap(fn, range(3), workers=500)`` starts
+three), and ``workers`` itself is bounded at the public boundary
+(``_base.MAX_WORKERS``) so a huge count ends in a clear error, not in
+``RuntimeError: can't start new thread`` halfway through a map.
 """
 from __future__ import annotations
 
@@ -23,8 +30,9 @@ import queue
 import threading
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
+from ..errors import ThreadwiseError
 from . import _chunk
-from ._base import Backend, ChunkBroken, ChunkDone, Watchdog, resolve
+from ._base import Backend, ChunkBroken, ChunkDone, Watchdog, check_workers, resolve
 
 clock = _chunk.clock
 
@@ -59,9 +67,17 @@ class _Worker(threading.Thread):
         self.retired = False
 
     def run(self) -> None:
-        q = self.backend._queue
+        backend = self.backend
+        q = backend._queue
+        lock = backend._lock
         while not self.retired:
+            with lock:
+                backend._idle += 1
             task = q.get()
+            with lock:
+                backend._idle -= 1
+                if task is not None:
+                    backend._queued -= 1
             if task is None:
                 return
             if not task.future.set_running_or_notify_cancel():
@@ -119,27 +135,50 @@ class ThreadBackend(Backend):
     chunk_target_s = 0.005
 
     def __init__(self, workers: int) -> None:
+        check_workers(workers)  # also from inside (auto): never more than MAX_WORKERS threads
         super().__init__(workers)
         self._queue: "queue.SimpleQueue[Optional[_Task]]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: List[_Worker] = []
         self._numbered = 0
+        self._idle = 0      # threads waiting on the queue
+        self._queued = 0    # tasks on the queue no thread has taken yet
         self._watchdog = Watchdog("threadwise-watchdog", self._abandon, scan=self._late)
         self._closed = False
-        for _ in range(workers):
-            self._add_worker()
 
-    def _add_worker(self) -> None:
+    def _put(self, task: _Task) -> None:
+        """Queue a task; start a thread when no idle one will take it (up to ``workers``)."""
+        with self._lock:
+            self._queued += 1
+            self._grow()
+        self._queue.put(task)
+
+    def _grow(self) -> None:
+        """Start a thread if tasks wait that the idle threads won't cover (lock held)."""
+        if self._closed or self._queued <= self._idle or len(self._threads) >= self.workers:
+            return
         self._numbered += 1
         w = _Worker(self, self._numbered)
+        try:
+            w.start()
+        except RuntimeError as e:  # "can't start new thread": the OS's limit, below ours
+            if self._threads:
+                self.workers = len(self._threads)  # go on with the threads there are
+                return
+            self._queued -= 1
+            raise ThreadwiseError(
+                "the threads backend could not start a single thread (%s)" % e,
+                "this process has reached the system's limit on threads (ulimit -u, the "
+                "container's pids limit, or memory for thread stacks)",
+                "end threads this process no longer needs, raise the limit, or use "
+                "backend='serial'") from None
         self._threads.append(w)
-        w.start()
 
     # -- submission -------------------------------------------------------
     def submit_chunk(self, fn: Callable[[Any], Any], base: int, items: List[Any], *,
                      timeout: Optional[float], stop_on_error: bool) -> "cf.Future[Any]":
         f: "cf.Future[Any]" = cf.Future()
-        self._queue.put(_Task(f, fn, base, items, timeout, stop_on_error))
+        self._put(_Task(f, fn, base, items, timeout, stop_on_error))
         if timeout is not None:
             self._watchdog.start()
         return f
@@ -149,7 +188,7 @@ class ThreadBackend(Backend):
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         f: "cf.Future[Any]" = cf.Future()
-        self._queue.put(_Task(f, fn, args=args, kwargs=kwargs))
+        self._put(_Task(f, fn, args=args, kwargs=kwargs))
         return f
 
     # -- the watchdog -----------------------------------------------------
@@ -186,8 +225,7 @@ class ThreadBackend(Backend):
                 if w in self._threads:
                     self._threads.remove(w)
                 self.workers_replaced += 1
-                if not self._closed:
-                    self._add_worker()
+                self._grow()  # a replacement, if tasks wait for one
 
     # -- stopping ---------------------------------------------------------
     def _drain(self) -> None:
@@ -197,6 +235,8 @@ class ThreadBackend(Backend):
             except queue.Empty:
                 return
             if task is not None:
+                with self._lock:
+                    self._queued -= 1
                 task.cancelled = True
                 task.future.cancel()
 
