@@ -73,10 +73,20 @@ def test_every_name_in_all_resolves():
         threadwise.pmapp  # noqa: B018
 
 
+def test_load_ipython_extension_is_an_ipython_hook_not_api():
+    # %load_ext threadwise looks for this name on the package; it is not in __all__ (not
+    # API, no TYPE_CHECKING import), and it imports IPython only when IPython calls it
+    hook = threadwise.load_ipython_extension
+    assert callable(hook) and hook.__module__ == "threadwise"
+    assert "load_ipython_extension" not in threadwise.__all__
+    assert "load_ipython_extension" not in threadwise._EXPORTS
+    assert "load_ipython_extension" not in _type_checking_imports(_module_tree())
+
+
 def test_import_threadwise_stays_cheap():
     heavy = ("threadwise.executor", "threadwise.probe.monitor", "threadwise.bench",
-             "threadwise.report", "rich", "psutil", "cloudpickle", "dask", "matplotlib",
-             "jinja2")
+             "threadwise.report", "threadwise.ipython", "threadwise.testing", "rich", "psutil",
+             "cloudpickle", "dask", "matplotlib", "jinja2", "IPython", "pytest")
     out = subprocess.run([sys.executable, "-c", "import sys, threadwise; print(sorted(sys.modules))"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
