@@ -25,7 +25,7 @@ from threadwise.bench.model import ResultsDocument
 from threadwise.errors import ResultsFileError, ThreadwiseError
 from threadwise.report import html, plots
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = os.environ.get("THREADWISE_CHROMIUM", "/usr/bin/chromium")
 HOSTILE = "<script>alert(1)</script>"

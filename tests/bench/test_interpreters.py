@@ -96,7 +96,7 @@ def test_discover_reads_the_install_manifest(tmp_path, monkeypatch):
     assert labels["my-python"] == [sys.executable, "-S"]
 
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "scripts", "install-interpreters")
 
 
