@@ -228,6 +228,18 @@ def _opt() -> Any:
 # --------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------
+M = TypeVar("M", bound="_Model")
+
+
+class _Model:
+    """JSON in (checked) and out, for every class of the model."""
+
+    @classmethod
+    def from_json(cls: Type[M], d: Any, where: str = "") -> M:
+        return _from_json(cls, d, where or cls.__name__)
+
+    def to_json(self) -> Dict[str, Any]:
+        return typing.cast(Dict[str, Any], _to_json(self))
 def cell_key(interpreter: str, workload: str, backend: str, workers: int,
              start_method: Optional[str] = None, scaling: str = "strong",
              params: Optional[Mapping[str, Any]] = None, tasks: Optional[int] = None,
@@ -245,7 +257,7 @@ def cell_key(interpreter: str, workload: str, backend: str, workers: int,
 
 
 @dataclass(frozen=True)
-class Environment:
+class Environment(_Model):
     """The host at the start of a run (see docs/results-schema.md)."""
     cpu_model: Optional[str] = None
     usable_cores: Optional[int] = None
@@ -258,16 +270,11 @@ class Environment:
     host_python: Optional[str] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_json(cls, d: Any, where: str = "environment") -> "Environment":
-        return _from_json(cls, d, where)
 
-    def to_json(self) -> Dict[str, Any]:
-        return typing.cast(Dict[str, Any], _to_json(self))
 
 
 @dataclass(frozen=True)
-class InterpreterFacts:
+class InterpreterFacts(_Model):
     """What one ``--python`` command turned out to be; ``error`` when it could not start."""
     command: str
     label: str = ""
@@ -294,12 +301,7 @@ class InterpreterFacts:
     error: Optional[str] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_json(cls, d: Any, where: str = "interpreter") -> "InterpreterFacts":
-        return _from_json(cls, d, where)
 
-    def to_json(self) -> Dict[str, Any]:
-        return typing.cast(Dict[str, Any], _to_json(self))
 
     @property
     def ok(self) -> bool:
@@ -313,7 +315,7 @@ class InterpreterFacts:
 
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(_Model):
     """One measured combination: interpreter x workload x backend x workers (x start method,
     scaling, tasks, size).  ``status`` ok: ``wall_s``/``cpu_s``/``speedup`` are set;
     error/unsupported: ``error`` says why."""
@@ -368,12 +370,7 @@ class Cell:
         if self.status == "ok" and (self.wall_s is None or self.cpu_s is None):
             raise _bad("cell %s" % self.key, "status ok without wall_s and cpu_s")
 
-    @classmethod
-    def from_json(cls, d: Any, where: str = "cell") -> "Cell":
-        return _from_json(cls, d, where)
 
-    def to_json(self) -> Dict[str, Any]:
-        return typing.cast(Dict[str, Any], _to_json(self))
 
     # -- derived --------------------------------------------------------
     @property
@@ -420,7 +417,7 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class ConvoyRun:
+class ConvoyRun(_Model):
     """One run of the convoy experiment (C8): I/O latency beside CPU-bound threads."""
     interpreter: Optional[str] = None
     run: Optional[int] = None
@@ -439,13 +436,10 @@ class ConvoyRun:
     unsupported: Optional[str] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_json(cls, d: Any, where: str = "convoyrun") -> "ConvoyRun":
-        return _from_json(cls, d, where)
 
 
 @dataclass(frozen=True)
-class GilCheck:
+class GilCheck(_Model):
     """One native call checked for holding the GIL (C6)."""
     label: str = ""
     interpreter: Optional[str] = None
@@ -462,9 +456,6 @@ class GilCheck:
     unsupported: Optional[str] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_json(cls, d: Any, where: str = "gilcheck") -> "GilCheck":
-        return _from_json(cls, d, where)
 
     @property
     def measured(self) -> bool:
@@ -473,7 +464,7 @@ class GilCheck:
 
 
 @dataclass(frozen=True)
-class RaceRun:
+class RaceRun(_Model):
     """One run of unsynchronized shared updates from several threads (C9)."""
     interpreter: Optional[str] = None
     op: str = ""
@@ -489,13 +480,10 @@ class RaceRun:
     unsupported: Optional[str] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_json(cls, d: Any, where: str = "race") -> "RaceRun":
-        return _from_json(cls, d, where)
 
 
 @dataclass(frozen=True)
-class Experiments:
+class Experiments(_Model):
     """The claims run's experiments beside the cells."""
     convoy: Tuple[ConvoyRun, ...] = ()
     gilcheck: Tuple[GilCheck, ...] = ()
@@ -505,13 +493,10 @@ class Experiments:
     cores: Optional[int] = _opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_json(cls, d: Any, where: str = "experiments") -> "Experiments":
-        return _from_json(cls, d, where)
 
 
 @dataclass(frozen=True)
-class Claim:
+class Claim(_Model):
     """One verdict: ``holds``, ``fails``, ``partly`` or ``untestable``, and what it rests on."""
     id: str
     claim: str
@@ -520,12 +505,10 @@ class Claim:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> Dict[str, Any]:
-        return typing.cast(Dict[str, Any], _to_json(self))
 
 
 @dataclass(frozen=True)
-class ResultsDocument:
+class ResultsDocument(_Model):
     """A results file: the run's environment, interpreters, options, cells and verdicts."""
     schema: str = SCHEMA
     threadwise: str = __version__
@@ -567,8 +550,6 @@ class ResultsDocument:
             seen.add(c.key)
         return doc
 
-    def to_json(self) -> Dict[str, Any]:
-        return typing.cast(Dict[str, Any], _to_json(self))
 
     # -- growing (returns a new document) ---------------------------------
     def with_cell(self, cell: Cell) -> "ResultsDocument":
