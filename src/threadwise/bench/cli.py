@@ -39,7 +39,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--python", action="append", metavar="CMD", default=[],
                    help="interpreter to measure, any command that runs Python (repeatable), "
                         "e.g. pypy3, jython, 'PYTHON_GIL=1 python3.13t', "
-                        "'chroot /srv/threadwise-sid python3.14'. Default: this Python")
+                        "'chroot /srv/threadwise-sid python3.14'; 'all': every interpreter "
+                        "scripts/install-interpreters installed. Default: this Python (claims: all)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 5)")
     p.add_argument("--warmups", type=int, default=None, help="untimed warm-ups per cell (default 1)")
     p.add_argument("--timeout", type=float, default=None,
@@ -116,6 +117,8 @@ def _interpreters(args: argparse.Namespace) -> List[Any]:
     from .interpreters import Interpreter
     if not args.python:
         return [Interpreter.current()]
+    if args.python == ["all"]:
+        return installed_interpreters()
     seen, out = set(), []
     for text in args.python:
         it = Interpreter.parse(text)
