@@ -17,6 +17,7 @@ import time
 import psutil
 import pytest
 
+from conftest import popen, stop
 from threadwise.errors import UsageError
 from threadwise.executor import (Executor, Failure, ItemTimeoutError, WorkerCrashedError, pmap)
 from threadwise.executor.processes import ProcessBackend
@@ -55,16 +56,29 @@ def sleepy(x):
     return x
 
 
+def _shared_pids():
+    """The shared warm pool's workers (pmap's): they belong to the program, not a test."""
+    from threadwise.executor import _pool
+    pids = set()
+    for method in (None, "fork", "spawn"):
+        pool = _pool.peek(method)
+        if pool is not None:
+            pids.update(pool.pids())
+    return pids
+
+
 @pytest.fixture
 def no_orphans():
-    """No child process started by the test outlives it."""
+    """No child process started by the test outlives it (but the shared pool's workers)."""
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     yield
     deadline = time.monotonic() + 5
     while True:
+        shared = _shared_pids()
         left = [p for p in me.children(recursive=True)
-                if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+                if p.pid not in before and p.pid not in shared and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -226,25 +240,19 @@ def _make_lock(x):
 # Ctrl-C stops everything within 2 s, and no worker outlives the parent
 # --------------------------------------------------------------------------
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from threadwise.executor import pmap, Executor
 
     def spin(x):
+        print("running", os.getpid(), flush=True)
         t = time.time()
         while time.time() - t < 60:
             pass
         return x
 
     backend = sys.argv[1]
-    if backend == "processes":
-        import threadwise.executor.processes as P
-        orig = P.ProcessBackend.__init__
-        def init(self, *a, **k):
-            orig(self, *a, **k)
-            print("pids", *self.pids(), flush=True)
-        P.ProcessBackend.__init__ = init
     print("ready", flush=True)
-    pmap(spin, range(8), backend=backend, workers=2)
+    pmap(spin, range(8), backend=backend, workers=2, chunksize=1)
 """)
 
 
@@ -254,68 +262,196 @@ def test_ctrl_c_stops_within_2s(backend, tmp_path):
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "src"),
                                                        os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True, env=env)
     pids = []
     try:
         line = proc.stdout.readline()
         while line and not line.startswith("ready"):
             line = proc.stdout.readline()
-        if backend == "processes":
-            line = proc.stdout.readline()
-            assert line.startswith("pids"), line
-            pids = [int(p) for p in line.split()[1:]]
+        if backend == "processes":  # the shared pool's two workers, each running an item
+            while len(set(pids)) < 2:
+                line = proc.stdout.readline()
+                assert line.startswith("running"), line
+                pids.append(int(line.split()[1]))
+            assert proc.pid not in pids
         time.sleep(1.0)  # the map is running
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
         elapsed = time.monotonic() - t0
+        err = proc.stderr.read()
+        assert "KeyboardInterrupt" in err
+        assert elapsed < 2.0, elapsed
+        deadline = time.monotonic() + 2
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in pids)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = proc.stderr.read()
-    assert "KeyboardInterrupt" in err
-    assert elapsed < 2.0, elapsed
-    time.sleep(0.3)
-    for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        stop(proc)
 
 
 ORPHAN_SCRIPT = textwrap.dedent("""
-    import os, time
-    from threadwise.executor import Executor
+    import os, re, sys, threading, time
+    from threadwise.executor import Executor, pmap, _pool
 
     def spin(x):
         time.sleep(60)
         return x
 
-    ex = Executor("processes", workers=2)
-    futs = [ex.submit(spin, i) for i in range(2)]
-    time.sleep(0.3)
-    pool = list(ex._backends.values())[0]
-    print(*pool.pids(), flush=True)
+    def catastrophic(x):  # minutes in the regex engine's C code, holding the GIL
+        return bool(re.match(r"(a+)+$", "a" * 40 + "b"))
+
+    if sys.argv[1] == "executor":
+        ex = Executor("processes", workers=2)
+        futs = [ex.submit(spin, i) for i in range(2)]
+        time.sleep(0.3)
+        pids = list(ex._backends.values())[0].pids()
+    else:  # the shared pool, its workers stuck in GIL-holding C code
+        threading.Thread(target=pmap, args=(catastrophic, range(2)),
+                         kwargs=dict(backend="processes", workers=2, chunksize=1),
+                         daemon=True).start()
+        while _pool.peek() is None or len(_pool.peek().pids()) < 2:
+            time.sleep(0.01)
+        time.sleep(0.5)  # both items started
+        pids = _pool.peek().pids()
+    print(*pids, flush=True)
     time.sleep(60)
 """)
 
 
-def test_workers_die_with_a_killed_parent(tmp_path):
+def _alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("mode", ["executor", "shared-gil-held"])
+def test_workers_die_with_a_killed_parent(tmp_path, mode):
     script = tmp_path / "orphan.py"
     script.write_text(ORPHAN_SCRIPT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "src"),
                                                        os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True, env=env)
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
-        assert len(pids) == 2
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
         proc.kill()  # SIGKILL: no atexit, no cleanup in the parent
         proc.wait()
         deadline = time.monotonic() + 3
-        while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                  for p in pids) and time.monotonic() < deadline:
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                       for p in pids)
+        assert not any(_alive(p) for p in pids)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
+
+
+# --------------------------------------------------------------------------
+# numbers at the public boundary: one check, exact messages (pmap, Executor, advise)
+# --------------------------------------------------------------------------
+BAD_NUMBERS = [
+    ("workers", 0, "workers must be >= 1, got 0"),
+    ("workers", -1, "workers must be >= 1, got -1"),
+    ("workers", True, "workers must be None (one per CPU) or an integer >= 1, got True (a bool)"),
+    ("workers", "2", "workers must be None (one per CPU) or an integer >= 1, got '2' (a str)"),
+    ("workers", 2.0, "workers must be None (one per CPU) or an integer >= 1, got 2.0"),
+    ("workers", float("nan"), "workers must be None (one per CPU) or an integer >= 1, got nan"),
+    ("workers", 100000, "workers must be >= 1 and <= 1024, got 100000"),
+    ("timeout", -1, "timeout must be > 0 seconds, got -1"),
+    ("timeout", 0, "timeout must be > 0 seconds, got 0"),
+    ("timeout", float("nan"), "timeout must be a finite number of seconds, got nan"),
+    ("timeout", float("inf"), "timeout must be a finite number of seconds, got inf"),
+    ("timeout", "3", "timeout must be None or a number of seconds, got '3' (a str)"),
+    ("timeout", True, "timeout must be None or a number of seconds, got True (a bool)"),
+    ("chunksize", 0, "chunksize must be 'auto' or an integer >= 1, got 0"),
+    ("chunksize", float("nan"), "chunksize must be 'auto' or an integer >= 1, got nan"),
+    ("chunksize", 2.5, "chunksize must be 'auto' or an integer >= 1, got 2.5"),
+    ("chunksize", True, "chunksize must be 'auto' or an integer >= 1, got True (a bool)"),
+]
+
+
+def _three_parts(err, first_line):
+    msg = str(err)
+    assert msg.splitlines()[0] == first_line + ".", msg
+    assert "\nLikely cause: " in msg and "\nFix: " in msg, msg
+
+
+@pytest.mark.parametrize("arg, value, message", BAD_NUMBERS,
+                         ids=["%s=%r" % (a, v) for a, v, _ in BAD_NUMBERS])
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_bad_numbers_in_pmap(arg, value, message, backend):
+    with pytest.raises(UsageError) as info:
+        pmap(abs, range(3), backend=backend, **{arg: value})
+    _three_parts(info.value, message)
+
+
+@pytest.mark.parametrize("arg, value, message",
+                         [b for b in BAD_NUMBERS if b[0] in ("workers", "chunksize")])
+def test_bad_numbers_in_executor(arg, value, message):
+    with pytest.raises(UsageError) as info:
+        Executor("threads", **{arg: value})
+    _three_parts(info.value, message)
+
+
+@pytest.mark.parametrize("arg, value, message", [b for b in BAD_NUMBERS if b[0] != "workers"])
+def test_bad_numbers_in_executor_maps(arg, value, message):
+    with Executor("threads", workers=2) as ex:
+        with pytest.raises(UsageError) as info:
+            list(ex.imap(abs, range(3), **{arg: value}))
+    _three_parts(info.value, message)
+
+
+@pytest.mark.parametrize("arg, value, message", [
+    ("workers", 0, "workers must be >= 1, got 0"),
+    ("workers", "2", "workers must be None (one per CPU) or an integer >= 1, got '2' (a str)"),
+    ("workers", 100000, "workers must be >= 1 and <= 1024, got 100000"),
+    ("max_items", 0, "max_items must be >= 1, got 0"),
+    ("max_items", 1.5, "max_items must be None or an integer >= 1, got 1.5"),
+])
+def test_bad_numbers_in_advise(arg, value, message):
+    from threadwise.executor import advise
+    with pytest.raises(UsageError) as info:
+        advise(abs, range(3), **{arg: value})
+    _three_parts(info.value, message)
+
+
+def test_whole_numbers_of_other_types_are_accepted():
+    np = pytest.importorskip("numpy")
+    assert pmap(abs, range(-3, 3), backend="threads", workers=np.int64(2),
+                chunksize=np.int32(2), timeout=np.float64(30)) == [3, 2, 1, 0, 1, 2]
+
+
+# --------------------------------------------------------------------------
+# threads: never more than the work needs, never past the stated limit
+# --------------------------------------------------------------------------
+def _pool_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("threadwise-thread-")]
+
+
+def test_threads_bounded_by_the_items():
+    earlier = set(_pool_threads())  # threads other tests abandoned on a hung item
+    seen = []
+
+    def f(x):
+        seen.append(len(set(_pool_threads()) - earlier))
+        time.sleep(0.05)
+        return x
+
+    assert pmap(f, range(3), backend="threads", workers=500, chunksize=1) == [0, 1, 2]
+    assert max(seen) <= 3, seen
+
+
+def test_threads_above_the_limit_is_a_usage_error_before_any_thread():
+    before = threading.active_count()
+    with pytest.raises(UsageError) as info:
+        pmap(abs, range(10), backend="threads", workers=100000)
+    _three_parts(info.value, "workers must be >= 1 and <= 1024, got 100000")
+    assert threading.active_count() <= before
+
+
+def test_threads_at_the_limit_start_only_what_the_work_needs():
+    earlier = set(_pool_threads())
+    with Executor("threads", workers=1024) as ex:
+        assert list(ex.imap(abs, range(-20, 20), chunksize=1)) == [abs(x) for x in range(-20, 20)]
+        assert len(set(_pool_threads()) - earlier) <= 40

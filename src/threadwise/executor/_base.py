@@ -43,10 +43,49 @@ from ..errors import ThreadwiseError, UsageError
 #: so that ``auto`` deciding "serial" never imports the process machinery.
 STARTUP_S: Dict[str, float] = {"fork": 0.03, "spawn": 0.15}
 
+# Threads of threadwise's own that hold no lock a forked child could need: process-pool
+# manager threads (they never run the user's code but for a Future's done callbacks), and
+# callers parked in a pool's wait.  Forking while every other thread is one of these is as
+# safe as forking a single-threaded process: the child runs only the worker loop, which
+# touches none of their objects.  thread ident -> nesting depth.
+_FORK_SAFE: Dict[int, int] = {}
+
+
+def fork_safe_enter() -> int:
+    """Mark the calling thread fork-safe (see ``_FORK_SAFE``) until :func:`fork_safe_exit`."""
+    ident = threading.get_ident()
+    _FORK_SAFE[ident] = _FORK_SAFE.get(ident, 0) + 1
+    return ident
+
+
+def fork_safe_exit(ident: int) -> None:
+    depth = _FORK_SAFE.get(ident, 0) - 1
+    if depth > 0:
+        _FORK_SAFE[ident] = depth
+    else:
+        _FORK_SAFE.pop(ident, None)
+
+
+def fork_is_safe() -> bool:
+    """True when every live thread but the calling one is fork-safe (``_FORK_SAFE``): a
+    child forked now inherits no lock held half-way by someone else's code."""
+    n = threading.active_count()
+    if n == 1:
+        return True
+    if n - 1 > len(_FORK_SAFE):
+        return False
+    me = threading.get_ident()
+    return all(t.ident == me or t.ident in _FORK_SAFE for t in threading.enumerate())
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has one thread: none of those above
+    os.register_at_fork(after_in_child=_FORK_SAFE.clear)
+
 
 def default_start_method() -> str:
-    """``fork`` on Linux while the process has a single thread, ``spawn`` otherwise."""
-    if hasattr(os, "fork") and sys.platform.startswith("linux") and threading.active_count() == 1:
+    """``fork`` on Linux while no thread but threadwise's own parked ones runs (see
+    :func:`fork_is_safe`), ``spawn`` (a fresh interpreter) otherwise."""
+    if hasattr(os, "fork") and sys.platform.startswith("linux") and fork_is_safe():
         return "fork"
     return "spawn"
 

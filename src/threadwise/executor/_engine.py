@@ -39,8 +39,9 @@ from typing import (Any, Callable, Dict, Generator, Iterator, List, NoReturn, Op
                     Tuple)
 
 from . import _chunk
+from ..errors import UsageError
 from ._base import (Backend, ChunkBroken, ChunkDone, Failure, ItemError, ItemTimeoutError,
-                    WorkerCrashedError, _short_repr)
+                    WorkerCrashedError, _short_repr, fork_safe_enter, fork_safe_exit)
 
 MAX_CHUNK = 100_000
 
@@ -66,8 +67,17 @@ class Chunker:
     Before any measurement a chunk holds one item (so the first results come
     back fast and carry a timing).  When the number of items left is known the
     chunks shrink toward the end (guided scheduling: at most ``left / 2W``) so
-    no worker is handed the whole tail while the others idle.
+    no worker is handed the whole tail while the others idle, and no chunk
+    holds more than ``1 / (SHARES W)`` of the map unless that share is less than
+    ``MIN_CHUNK_S`` of work: a map of less than ``W`` target chunks of work (tiny
+    items) is split evenly, like ``multiprocessing.Pool.map`` does, instead of
+    landing on one worker, and a map of a few microseconds is not split at all.
     """
+
+    #: chunks per worker, at least, in a map of known length
+    SHARES = 2
+    #: ... unless they would hold less work than this (a chunk's round trip is ~50 µs)
+    MIN_CHUNK_S = 2e-4
 
     def __init__(self, fixed: Optional[int], target_s: float, workers: int,
                  remaining: Optional[int] = None, item_s: Optional[float] = None) -> None:
@@ -77,6 +87,8 @@ class Chunker:
         self.remaining = remaining
         self.item_s = item_s
         self.sizes = 0
+        self.share = (math.ceil(remaining / float(self.SHARES * self.workers))
+                      if remaining else None)
 
     def next_size(self) -> int:
         if self.fixed is not None:
@@ -87,6 +99,8 @@ class Chunker:
         if self.remaining is not None:
             floor = (self.target_s / 8.0) / max(self.item_s, 1e-9)
             size = min(size, max(floor, self.remaining / (2.0 * self.workers)))
+            if self.share is not None:
+                size = min(size, max(self.share, self.MIN_CHUNK_S / max(self.item_s, 1e-9)))
         return int(max(1, min(MAX_CHUNK, size)))
 
     def observe(self, n: int, elapsed: float) -> None:
@@ -521,6 +535,43 @@ class ChunkMap:
             self._submit(slot)
 
     def _submit(self, slot: _Slot) -> None:
+        """Send a slot's chunk; in collect mode an item that can't be sent (it does not
+        pickle) becomes a Failure in its place and the items around it go on."""
+        while True:
+            try:
+                self._send(slot)
+                return
+            except UsageError as e:
+                index = getattr(e, "index", None)
+                if not (self.collect and isinstance(index, int)
+                        and slot.base <= index < slot.base + len(slot.items)):
+                    raise
+                slot = self._unsendable(slot, index - slot.base, e)
+                if not slot.items:
+                    self.slots.remove(slot)
+                    return
+
+    def _unsendable(self, slot: _Slot, j: int, e: BaseException) -> _Slot:
+        """Split ``slot`` around its item ``j`` that can't be sent: [head sent] [Failure]
+        [tail, returned to be sent]."""
+        run = self.run
+        k = slot.base + j
+        head = _Slot(slot.base, slot.items[:j])
+        fslot = _Slot(k, [slot.items[j]])
+        fail = Failure(k, "exception", e, "", item_repr(slot.items[j]))
+        run.failures.append(fail)
+        with run.counters.lock:
+            run.counters.items_done += 1
+            run.counters.items_failed += 1
+        fslot.results = [fail]
+        fslot.first_failure = k
+        tail = _Slot(k + 1, slot.items[j + 1:])
+        self._replace(slot, ([head] if head.items else []) + [fslot, tail])
+        if head.items:
+            self._send(head)
+        return tail
+
+    def _send(self, slot: _Slot) -> None:
         backend = self.backend
         if self.chunker.item_s:
             backend.item_s_hint = self.chunker.item_s
@@ -558,10 +609,15 @@ class ChunkMap:
             if remaining <= 0:
                 raise cf.TimeoutError()
             wait = min(wait, remaining)
+        # parked here, this thread holds no lock a forked child could need: a process
+        # pool's manager may fork a replacement worker meanwhile (_base.fork_is_safe)
+        ident = fork_safe_enter()
         try:
             finished = self.doneq.get(timeout=wait)
         except queue.Empty:
             return
+        finally:
+            fork_safe_exit(ident)
         self._handle(finished)
         while True:
             try:

@@ -7,8 +7,10 @@
                                   <-- MapResults (a list, with .choice and .stats)
 
 An Executor starts its backends lazily, one per (backend, workers) it needs,
-and keeps them until ``shutdown()``; ``pmap`` makes one for a single map and
-shuts it down before returning (so no worker outlives the call).
+and keeps them until ``shutdown()``.  ``pmap`` makes one for a single map whose
+processes come from the shared warm pool (``_pool.py``: started on first need,
+kept between calls, stopped after an idle timeout and at exit); its shutdown
+releases that lease, and stops every other backend, before returning.
 """
 from __future__ import annotations
 
@@ -160,14 +162,27 @@ class Executor(cf.Executor):
                 self._backends[key] = found
             return found
 
+    #: processes come from the shared warm pool (a lease), not a pool of this executor's
+    #: own: pmap's executors and :func:`shared_executor`'s
+    _shared = False
+
     def _make(self, name: str, workers: int) -> Backend:
         if name == "serial":
             return SerialBackend()
         if name == "threads":
             return ThreadBackend(workers)
         if name == "processes":
+            if self._shared:
+                from ._pool import lease
+                return lease(workers, self._start_method)
             from .processes import ProcessBackend
-            return ProcessBackend(workers, self._start_method)
+            pool = ProcessBackend(workers, self._start_method)
+            try:
+                pool.start_workers()  # an Executor's own pool starts whole, as it always did
+            except BaseException:
+                pool.shutdown(wait=False, kill=True)
+                raise
+            return pool
         if name == "interpreters":
             from .subinterpreters import InterpreterBackend
             return InterpreterBackend(workers)
@@ -305,6 +320,8 @@ class Executor(cf.Executor):
                     _auto.remember(fn, elapsed / done)
                 return
             backend = self._get(name, workers)
+            if item_s is None and fixed is None:
+                item_s = _remembered_item_s(backend, fn)
             chunker = Chunker(fixed, backend.chunk_target_s, backend.workers, remaining, item_s)
             yield from run_chunks(run, backend, it, base, chunker)
         finally:
@@ -325,6 +342,18 @@ class Executor(cf.Executor):
             self.shutdown(wait=False, cancel_futures=True, kill=True)
         else:
             self.shutdown(wait=True)
+
+
+def _remembered_item_s(backend: Backend, fn: Callable[..., Any]) -> Optional[float]:
+    """fn's seconds per item as the backend's workers measured it on earlier maps (a
+    process pool's memory), so that the first chunks are sized right at once."""
+    recall = getattr(backend, "item_s_for", None)
+    if recall is None:
+        return None
+    try:
+        return recall(fn)
+    except Exception:  # fn can't be pickled: the map's first submit says so, properly
+        return None
 
 
 def _chosen_by_caller(name: str, workers: int) -> Callable[[], str]:
@@ -365,8 +394,8 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *, backend: str = "a
     """
     size, timeout, it = _check_map_args(fn, iterable, ordered, progress, chunksize, timeout, errors)
     total = _total(iterable)
-    ex = Executor(backend, workers, chunksize=chunksize, address=address,
-                  start_method=start_method, explain=explain)
+    ex = shared_executor(backend, workers, chunksize=chunksize, address=address,
+                         start_method=start_method, explain=explain)
     out = MapResults()
     ok = False
     try:
@@ -385,3 +414,14 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *, backend: str = "a
     out.choice = ex.choice
     out._final = ex._tallies()  # plain values (the results pickle); Statistics when read
     return out
+
+
+def shared_executor(backend: str = "auto", workers: Optional[int] = None, **kwargs: Any) -> Executor:
+    """An :class:`Executor` (same arguments) whose processes are a lease on the shared warm
+    pool (``_pool.py``) instead of a pool of its own: what ``pmap`` runs on, and what
+    ``advise`` measures with so that its start-up figure is what ``pmap`` will pay.
+    ``shutdown()`` releases the lease (``kill=True``: this executor's tasks are stopped,
+    the pool's other workers stay)."""
+    ex = Executor(backend, workers, **kwargs)
+    ex._shared = True
+    return ex

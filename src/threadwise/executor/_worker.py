@@ -1,42 +1,58 @@
 """The loop a worker process runs: receive a chunk, run it, send the results back.
 
-Started by ``processes.py`` either by ``os.fork()`` (when the parent has a single
-thread: fast, and nothing is re-imported) or as a fresh interpreter
-(``python -S -c 'from threadwise.executor._worker import main; main()'`` with the
-parent's ``sys.path``: safe with threads, never re-runs the user's ``__main__``).
+Started by ``processes.py``'s manager thread, either by ``os.fork()`` (when no
+other thread could hold a lock the child needs: fast, nothing is re-imported) or
+as a fresh interpreter (``python -S -c 'from threadwise.executor._worker import
+main; main()'`` with the parent's ``sys.path``: safe with threads, never re-runs
+the user's ``__main__``).  A worker serves one pool for its whole life, map after
+map (the shared pool behind ``pmap`` keeps it warm between calls).
 
 Messages, each one pickled frame on the worker's own socket::
 
-    parent -> worker   ("fn",    fid, fn_bytes, filename)       cloudpickled once per worker
-                       ("chunk", tid, fid, base, timed, stop, items_bytes)
+    parent -> worker   ("fn",    fid, fn_bytes, filename, sys_path, drop)  once per worker
+                                 and function; ``drop``: fids to forget (the parent's LRU)
+                       ("chunk", tid, fid, base, timed, stop, items_bytes, track)
                        ("call",  tid, fid, args_bytes)
                        ("stop",)
-    worker -> parent   ("done",  tid, elapsed, nfail, results_bytes)
+    worker -> parent   ("ready", pid)                                  once, when it starts
+                       ("done",  tid, elapsed, nfail, results_bytes, load_s)
                        ("ok",    tid, value_bytes)  |  ("err", tid, Failed)
 
+``load_s`` is the time spent loading functions (unpickling: importing their
+modules) since the previous reply: the parent learns what a cold worker costs.
+
 Invariant the parent relies on to name the item that killed a worker: before
-each item the worker writes the item's index into its slot of a shared
-memory block (and, for a map with a timeout, the time it started); it writes
--1 when the chunk is over.  A worker that finds its parent gone (its parent pid
-changed) exits: no orphans.
+each item of a ``track``-ed chunk the worker writes the item's index into its
+slot of a shared memory block (and, for a map with a timeout, the time it
+started); it writes -1 when the chunk is over.  A chunk of tiny items runs
+untracked (the slot reads UNTRACKED): when its worker dies, the parent runs
+it again, tracked.
+
+No orphans: the first thing a worker does is ask the kernel to SIGKILL it when the
+thread that started it (the pool's long-lived manager thread) goes
+(``threadwise._lifetime.die_with_parent``, Linux); a watch thread that exits
+when the parent pid changes is the second line (other systems).
 """
 from __future__ import annotations
 
-import json
+import marshal
 import mmap
 import os
 import pickle
 import signal
+import struct
 import sys
 import threading
 import time
 import types
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._lifetime import die_with_parent
 from . import _chunk
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 SLOT_BYTES = 16  # int64 index of the running item, float64 time it started
+UNTRACKED = -2   # the slot's index while a chunk runs without per-item bookkeeping
 
 
 class _LoadFailed:
@@ -76,16 +92,19 @@ def _watch_parent(ppid: int) -> None:
 
 def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
     """Serve tasks on ``conn`` until "stop" or the parent goes away."""
+    die_with_parent(ppid)   # first: a watch thread can't run while fn holds the GIL in C
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_watch_parent, args=(ppid,), name="threadwise-orphan-watch",
                      daemon=True).start()
     state = _RunningSlot(mm, slot)
     where = "worker process pid %d" % os.getpid()
-    fns: Dict[int, Any] = {}   # fid -> fn (or _LoadFailed)
+    fns: Dict[int, Any] = {}   # fid -> fn (or _LoadFailed), kept across maps
     recv = conn.recv_bytes
     send = conn.send_bytes
     loads = pickle.loads
+    load_s = 0.0
+    send(pickle.dumps(("ready", os.getpid()), PROTOCOL))
     while True:
         try:
             msg = loads(recv())
@@ -93,10 +112,17 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
             return
         kind = msg[0]
         if kind == "chunk":
-            send(_run_chunk(msg, fns, state, where))
+            send(_run_chunk(msg, fns, state, where, load_s))
+            load_s = 0.0
         elif kind == "fn":
-            _, fid, data, filename = msg
+            t0 = _chunk.clock()
+            _, fid, data, filename, path, drop = msg
+            for old in drop:
+                fns.pop(old, None)
+            if path is not None and sys.path != path:
+                sys.path[:] = path   # the parent's, now: a module imported since can be found
             fns[fid] = _load_fn(data, filename, where)
+            load_s += _chunk.clock() - t0
         elif kind == "call":
             send(_call(msg, fns, state, where))
         elif kind == "stop":
@@ -126,9 +152,15 @@ def _load_fn(data: bytes, filename: Optional[str], where: str) -> Any:
         return _LoadFailed(_chunk.sendable_failure(f))
 
 
-def _run_chunk(msg: Tuple[Any, ...], fns: Dict[int, Any], state: _RunningSlot, where: str) -> bytes:
-    """Run a "chunk" message's items; the pickled "done" reply."""
-    _, tid, fid, base, timed, stop, payload = msg
+def _run_chunk(msg: Tuple[Any, ...], fns: Dict[int, Any], state: _RunningSlot, where: str,
+               load_s: float = 0.0) -> bytes:
+    """Run a "chunk" message's items; the pickled "done" reply.
+
+    ``track`` False (tiny items, no timeout): the items run without the per-item index
+    in the slot (``results.extend(map(fn, items))``: that bookkeeping would double the
+    cost of a 50 ns item); the slot reads UNTRACKED meanwhile, and should the worker
+    die, the parent runs the chunk again tracked to name the item."""
+    _, tid, fid, base, timed, stop, payload, track = msg
     fn: Any = fns.get(fid)
     results: List[Any] = []
     nfail = 0
@@ -148,8 +180,13 @@ def _run_chunk(msg: Tuple[Any, ...], fns: Dict[int, Any], state: _RunningSlot, w
             nfail += 1
             if stop:
                 break
-    else:
+    elif track or timed:
         nfail += _run_items(fn, items, base, stop, timed, results, state, where)
+    else:
+        state.cur[state.k] = UNTRACKED
+        out, _, nf = _chunk.run_items(fn, items, base, stop, BaseException, where)
+        results.extend(out)
+        nfail += nf
     elapsed = _chunk.clock() - t0
     state.cur[state.k] = -1
     if nfail:
@@ -157,7 +194,7 @@ def _run_chunk(msg: Tuple[Any, ...], fns: Dict[int, Any], state: _RunningSlot, w
             if isinstance(r, _chunk.Failed):
                 _chunk.sendable_failure(r)
     data, bad = _chunk.dumps_results(results, base)
-    return pickle.dumps(("done", tid, elapsed, nfail + bad, data), PROTOCOL)
+    return pickle.dumps(("done", tid, elapsed, nfail + bad, data, load_s), PROTOCOL)
 
 
 def _run_items(fn: Any, items: List[Any], base: int, stop: bool, timed: bool,
@@ -222,15 +259,55 @@ def _call(msg: Tuple[Any, ...], fns: Dict[int, Any], state: _RunningSlot, where:
                             PROTOCOL)
 
 
+class Channel:
+    """``multiprocessing.connection.Connection``'s framing on a socket's descriptor (a
+    big-endian int32 length, or -1 and a uint64 one, then the bytes), without importing
+    multiprocessing: a fresh worker starts ~10 ms sooner."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def _read(self, n: int) -> bytearray:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = os.readv(self.fd, [view[got:]])
+            if k == 0:
+                raise EOFError
+            got += k
+        return buf
+
+    def recv_bytes(self) -> bytearray:
+        n = struct.unpack("!i", self._read(4))[0]
+        if n == -1:
+            n = struct.unpack("!Q", self._read(8))[0]
+        return self._read(n)
+
+    def _write(self, data: Any) -> None:
+        view = memoryview(data)
+        while len(view):
+            view = view[os.write(self.fd, view):]
+
+    def send_bytes(self, data: bytes) -> None:
+        n = len(data)
+        if n > 0x7fffffff:
+            self._write(struct.pack("!iQ", -1, n))
+        elif n <= 16384:
+            self._write(struct.pack("!i", n) + data)
+            return
+        else:
+            self._write(struct.pack("!i", n))
+        self._write(data)
+
+
 def main() -> None:
     """Entry point of a spawned worker: ``argv = [conn_fd, shm_fd, shm_size, slot, ppid]``."""
     conn_fd, shm_fd, size, slot, ppid = (int(a) for a in sys.argv[1:6])
-    from multiprocessing.connection import Connection
     mm = mmap.mmap(shm_fd, size)
-    conn = Connection(conn_fd)
     code = 0
     try:
-        serve(conn, mm, slot, ppid)
+        serve(Channel(conn_fd), mm, slot, ppid)
     except BaseException:  # pragma: no cover - a bug in the loop itself: say so, exit non-zero
         import traceback
         traceback.print_exc()
@@ -242,14 +319,34 @@ def main() -> None:
 
 
 def bootstrap_code() -> str:
-    """The ``-c`` program of a spawned worker: the parent's sys.path, then :func:`main`."""
-    return ("import sys, json, os; sys.path[:] = json.loads(os.environ.pop('THREADWISE_WORKER_PATH'));"
-            "sys.argv[1:1] = []; from threadwise.executor._worker import main; main()")
+    """The ``-c`` program of a spawned worker: the parent's sys.path, then :func:`main`.
+
+    It loads this module (and the two it needs) under stand-in ``threadwise`` and
+    ``threadwise.executor`` packages, dropped right after: the real packages'
+    ``__init__`` would import the whole library (~40 ms) for nothing; a function that
+    needs ``threadwise`` later imports the real thing, which finds these modules loaded."""
+    return ("import sys, os, types, marshal\n"
+            "e = os.environ\n"
+            "sys.path[:] = marshal.loads(bytes.fromhex(e.pop('THREADWISE_WORKER_PATH')))\n"
+            "root = e.pop('THREADWISE_WORKER_ROOT')\n"
+            "for name, where in (('threadwise', root), ('threadwise.executor', root + '/executor')):\n"
+            "    m = sys.modules[name] = types.ModuleType(name)\n"
+            "    m.__path__ = [where]\n"
+            "from threadwise.executor._worker import main\n"
+            "del sys.modules['threadwise'], sys.modules['threadwise.executor']\n"
+            "main()\n")
 
 
-def worker_path() -> str:
+def parent_path() -> List[str]:
+    """This process's ``sys.path`` as absolute paths, with threadwise's own directory."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = [p for p in sys.path]
     if here not in path:
         path.insert(0, here)
-    return json.dumps([os.path.abspath(p) if p else os.getcwd() for p in path])
+    return [os.path.abspath(p) if p else os.getcwd() for p in path]
+
+
+def worker_env() -> Dict[str, str]:
+    """What a fresh worker's :func:`bootstrap_code` reads from its environment."""
+    return {"THREADWISE_WORKER_PATH": marshal.dumps(parent_path()).hex(),
+            "THREADWISE_WORKER_ROOT": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
