@@ -200,13 +200,17 @@ def _gil_check(fn: Callable[[Any], Any], item: Any, duration: float, cores: int)
 
 def _measure(name: str, label: str, workers: int, fn: Callable[[Any], Any], items: List[Any],
              serial_wall: float, chunksize: int, meter: bool) -> BackendResult:
-    from ._executor import Executor
+    from ._executor import Executor, shared_executor
     try:
         t0 = time.perf_counter()
-        ex = Executor(name, workers, chunksize=chunksize)
+        # processes: the shared warm pool pmap runs on, so the start-up advise reports is what
+        # pmap will pay in this program (none once the pool is warm)
+        ex = (shared_executor if name == "processes" else Executor)(name, workers, chunksize=chunksize)
     except UsageError as e:
         return BackendResult(label, workers, False, e.what)
     try:
+        if name == "processes":
+            ex._get("processes", workers).start_workers(wait_ready=True)  # type: ignore[attr-defined]
         ex.submit(_noop).result()
         startup = time.perf_counter() - t0
         m = GilMeter().start() if meter else None

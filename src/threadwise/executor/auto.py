@@ -55,7 +55,7 @@ from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tup
 
 from . import _chunk
 from .._format import fmt_s, pct
-from ._base import STARTUP_S, Backend, Choice, ItemError, default_start_method
+from ._base import Backend, Choice, ItemError, default_start_method
 from ._cpus import cpu_count
 from ._engine import MapRun, backend_batch, thread_batch, timed_batch
 from ._gilmeter import SCHEDSTAT, GilMeter, gil_enabled, thread_sched
@@ -80,7 +80,7 @@ THREAD_ITEM_S = 2e-7      # per-item cost of the engine on threads (chunked)
 # the trial must be long enough to show it (6 items on 2 threads read 1.2x where a longer
 # map ran 1.95x): at least FT_TRIAL_S of work per thread, up to FT_TRIAL_SHARE of the rest
 #: start-up of one sub-interpreter in a pool (3.14: a fresh interpreter importing the
-#: chunk runner and cloudpickle): an estimate until measured, like STARTUP_S
+#: chunk runner and cloudpickle): an estimate (processes get a measured one: startup_estimate)
 INTERPRETER_STARTUP_S = 0.02
 _INTERP: List[bool] = []
 
@@ -234,7 +234,10 @@ def _decide_rest(run: MapRun, it: Iterator[Any], hint: int, probe: "_Probe", t: 
             remaining=0), rest, f.n, 0, t)
     if rem * t < TINY_WORK_S:  # decided before any modelling: tiny work pays for nothing else
         return _tiny(rem, known, rest, t, f.n, f.n, f.c, f.g_meas)
-    f.startup_s = STARTUP_S[probe.start_method or default_start_method()]
+    # start-up as this program measured it (0 when the shared pool is warm), not a constant
+    from .processes import startup_estimate
+    f.startup_s, f.startup_how = startup_estimate(min(f.workers or f.cpus, max(1, f.rem)),
+                                                  probe.start_method, run.fn)
     yield from _check_threads(run, f, rest, probe.budget, sink)
     if f.rem <= 0:
         return Plan(Choice("threads", f.wtr, "threads x%d: ran the last items (%s)" % (
@@ -422,7 +425,7 @@ class _Facts:
     """What auto knows about the rest of the map when it predicts, decides and explains."""
 
     __slots__ = ("t", "c", "g", "g_meas", "gil_on", "n", "rem", "known", "cpus", "workers",
-                 "wtr", "startup_s", "trial", "s_thr")
+                 "wtr", "startup_s", "startup_how", "trial", "s_thr")
 
     def __init__(self, t: float, c: Optional[float], g_meas: Optional[float], n: int, rem: int,
                  known: bool, workers: Optional[int]) -> None:
@@ -439,6 +442,7 @@ class _Facts:
         self.workers = workers       # as the caller asked (None: one per CPU)
         self.wtr = min(self.cpus, workers or self.cpus)  # threads in the trial
         self.startup_s = 0.0         # seconds to start the process pool
+        self.startup_how = ""        # how that figure was obtained (warm, measured, assumed)
         self.trial = ""              # what the trial on threads showed, in words
         self.s_thr: Optional[float] = None  # its measured speed-up
 
@@ -595,8 +599,8 @@ def _explain(best: str, f: _Facts, preds: Dict[str, Tuple[float, int]],
     if best == "serial":
         if "processes" in preds:
             return ("serial: %s at %s each; the call %s, so threads would give ~%s, and "
-                    "processes ~%s after start-up (~%s) and transfer (%s per item)" % (
-                        left, t, _holds(f), x(tt), x(tp), fmt_s(f.startup_s),
+                    "processes ~%s after start-up (%s) and transfer (%s per item)" % (
+                        left, t, _holds(f), x(tt), x(tp), _startup(f),
                         fmt_s((parent or 0) + (worker or 0))))
         return ("serial: %s at %s each; the call %s, so threads would give ~%s, and "
                 "processes can't be used: %s" % (left, t, _holds(f), x(tt), why_not))
@@ -610,13 +614,19 @@ def _explain(best: str, f: _Facts, preds: Dict[str, Tuple[float, int]],
         ti, wi = preds["interpreters"]
         return ("interpreters x%d: the call %s, so threads would give ~%s; sub-interpreters (each "
                 "its own GIL, no process to start) predicted %s for %s of %s each, processes ~%s "
-                "(start-up ~%s, transfer %s per item)" % (
-                    wi, _holds(f), x(tt), x(ti), left, t, x(tp), fmt_s(f.startup_s),
+                "(start-up %s, transfer %s per item)" % (
+                    wi, _holds(f), x(tt), x(ti), left, t, x(tp), _startup(f),
                     fmt_s((parent or 0) + (worker or 0))))
     return ("processes x%d: the call %s, so threads would give ~%s; processes predicted %s for "
-            "%s of %s each (start-up ~%s, transfer %s per item)" % (
-                preds["processes"][1], _holds(f), x(tt), x(tp), left, t, fmt_s(f.startup_s),
+            "%s of %s each (start-up %s, transfer %s per item)" % (
+                preds["processes"][1], _holds(f), x(tt), x(tp), left, t, _startup(f),
                 fmt_s((parent or 0) + (worker or 0))))
+
+
+def _startup(f: _Facts) -> str:
+    """``~38 ms, measured: ...`` / ``0 (warm: the shared pool has 2 workers started)``."""
+    how = f.startup_how.split(":")[0] if f.startup_how else "assumed"
+    return "%s, %s" % ("~" + fmt_s(f.startup_s) if f.startup_s > 0 else "none", how)
 
 
 def _holds(f: _Facts) -> str:
