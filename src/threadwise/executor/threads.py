@@ -216,6 +216,10 @@ class ThreadBackend(Backend):
         w, t, index = late
         t.cancelled = True
         done = list(t.partial[:index - t.base])
+        for k, r in enumerate(done):  # ``done`` counts as plain results: the items from a
+            if isinstance(r, _chunk.Failed):  # failure on run again (the engine's contract)
+                del done[k:]
+                break
         broken = ChunkBroken("timeout", index, done,
                              "the thread was abandoned: the hung call runs on in the "
                              "background until it returns (threads can't be killed)")
