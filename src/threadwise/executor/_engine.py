@@ -46,6 +46,11 @@ from ._base import (Backend, ChunkBroken, ChunkDone, Failure, ItemError, ItemTim
 MAX_CHUNK = 100_000
 
 
+
+def _nfailed(done: List[Any]) -> int:
+    """How many items of a broken chunk's finished part raised (each becomes a Failure)."""
+    return sum(1 for r in done if isinstance(r, _chunk.Failed))
+
 class RemoteError(Exception):
     """Stands for an exception raised in a worker that could not be pickled back."""
 
@@ -400,7 +405,7 @@ def backend_batch(run: MapRun, backend: Backend, it: Iterator[Any], base: int, n
     if isinstance(out, ChunkBroken):
         j = out.index - base if out.index is not None else 0
         done = out.done[:j]
-        run.convert(slot, done, 0)
+        run.convert(slot, done, _nfailed(done))
         fail = run.record_broken(out, base + j, items[j])
         if run.errors == "raise":
             if done:
@@ -673,7 +678,7 @@ class ChunkMap:
         parts = []
         if done:
             head = _Slot(slot.base, slot.items[:len(done)])
-            run.convert(head, done, 0)
+            run.convert(head, done, _nfailed(done))
             parts.append(head)
         rerun_head = None
         if len(done) < j:   # lost with the dead worker: run again

@@ -27,7 +27,7 @@ distributed = pytest.importorskip("distributed")
 
 pytestmark = pytest.mark.timeout(240)
 
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
 
 
 def kill_at_37(x):

@@ -16,7 +16,7 @@ from threadwise.executor import cli
 
 pytestmark = pytest.mark.timeout(120)
 
-SRC = os.path.join(os.path.dirname(__file__), "..", "src")
+SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
 
 def inc(x):

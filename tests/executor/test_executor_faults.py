@@ -260,7 +260,7 @@ SCRIPT = textwrap.dedent("""
 def test_ctrl_c_stops_within_2s(backend, tmp_path):
     script = tmp_path / "ctrlc.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "src"),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "..", "src"),
                                                        os.environ.get("PYTHONPATH", "")]))
     proc = popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE, text=True, env=env)
@@ -331,7 +331,7 @@ def _alive(pid):
 def test_workers_die_with_a_killed_parent(tmp_path, mode):
     script = tmp_path / "orphan.py"
     script.write_text(ORPHAN_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "src"),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "..", "src"),
                                                        os.environ.get("PYTHONPATH", "")]))
     proc = popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True, env=env)
     try:

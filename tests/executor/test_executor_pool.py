@@ -25,7 +25,7 @@ from threadwise.executor.processes import startup_estimate
 
 pytestmark = pytest.mark.timeout(120)
 
-SRC = os.path.join(os.path.dirname(__file__), "..", "src")
+SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
 
 def inc(x):
