@@ -127,54 +127,65 @@ class Contention:
                 "steal": round(self.steal, 4)}
 
 
-def _cpu_times() -> Tuple[float, float, float]:
-    """(busy, steal, all) seconds of every CPU since boot, from /proc/stat via psutil."""
+#: every process threadwise starts inherits this variable (agents, their workers, a
+#: forkserver's children, the echo server): processes that carry it are threadwise's own
+OWNER_ENV = "THREADWISE_OWNER"
+
+
+def _mark_tree() -> str:
+    return os.environ.setdefault(OWNER_ENV, str(os.getpid()))
+
+
+def _steal_and_span() -> Tuple[float, float]:
+    """(steal, all) seconds of every CPU since boot (/proc/stat via psutil)."""
     t = psutil.cpu_times()
-    steal = getattr(t, "steal", 0.0) or 0.0
-    idle = t.idle + (getattr(t, "iowait", 0.0) or 0.0)
-    total = sum(t)
-    # guest time is already counted in user time on Linux
-    total -= (getattr(t, "guest", 0.0) or 0.0) + (getattr(t, "guest_nice", 0.0) or 0.0)
-    return total - idle - steal, steal, total
+    total = sum(t) - (getattr(t, "guest", 0.0) or 0.0) - (getattr(t, "guest_nice", 0.0) or 0.0)
+    return getattr(t, "steal", 0.0) or 0.0, total
 
 
-def _own_cpu(extra_pids: "tuple[int, ...]") -> float:
-    """CPU seconds of this process, its reaped children (the agents and their workers),
-    and live helper processes of ours (the echo server)."""
-    t = os.times()
-    own = t.user + t.system + t.children_user + t.children_system
-    for pid in extra_pids:
-        try:
-            ct = psutil.Process(pid).cpu_times()
-            own += ct.user + ct.system
-        except psutil.Error:
-            pass
-    return own
+def _others(owner: str) -> Dict[Tuple[int, float], float]:
+    """CPU seconds so far of every process that is not threadwise's own (by OWNER_ENV)."""
+    me = os.getpid()
+    out: Dict[Tuple[int, float], float] = {}
+    for p in psutil.process_iter(["pid", "create_time", "cpu_times", "environ"]):
+        info = p.info
+        if info["pid"] == me or info.get("cpu_times") is None:
+            continue
+        env = info.get("environ") or {}
+        if env.get(OWNER_ENV) == owner:
+            continue
+        ct = info["cpu_times"]
+        out[(info["pid"], info.get("create_time") or 0.0)] = ct.user + ct.system
+    return out
 
 
 class CpuWatch:
     """Measure the other processes' CPU share over an interval (see :class:`Contention`).
 
-    Start it before launching a measurement, stop it after the measured children were
-    reaped (their CPU time then counts as ours through ``os.times()``)::
+    Start it before launching a measurement and stop it after::
 
-        watch = CpuWatch(extra_pids=(echo.pid,))
-        ... run the agent, wait for it ...
+        watch = CpuWatch()
+        ... run the agent ...
         busy = watch.stop()     # Contention(seconds, others, steal)
 
-    Linux-only in substance (psutil reads /proc/stat); elsewhere the figures are 0."""
+    "Other" processes are those without this process's OWNER_ENV mark, which every child
+    threadwise starts inherits (so a forkserver's workers, reparented when their parent
+    exits, are still recognised as threadwise's).  Each process's CPU time is read at the
+    start and the end (psutil, /proc): a process that started and ended in between is
+    not seen.  ``extra_pids`` is accepted for compatibility (the mark covers them)."""
 
     def __init__(self, extra_pids: "tuple[int, ...]" = ()) -> None:
-        self.extra_pids = tuple(extra_pids)
+        self.owner = _mark_tree()
         self.t0 = time.monotonic()
-        self.cpu0 = _cpu_times()
-        self.own0 = _own_cpu(self.extra_pids)
+        self.cpu0 = _steal_and_span()
+        self.others0 = _others(self.owner)
 
     def stop(self) -> Contention:
         wall = max(time.monotonic() - self.t0, 1e-9)
-        busy1, steal1, total1 = _cpu_times()
-        busy0, steal0, total0 = self.cpu0
-        own = _own_cpu(self.extra_pids) - self.own0
+        steal1, total1 = _steal_and_span()
+        steal0, total0 = self.cpu0
+        others1 = _others(self.owner)
+        used = sum(max(0.0, v - self.others0.get(k, 0.0)) for k, v in others1.items())
         span = max(total1 - total0, 1e-9)      # all CPUs' seconds in the interval
-        others = max(0.0, (busy1 - busy0) - own) / span
-        return Contention(seconds=wall, others=min(1.0, others), steal=min(1.0, (steal1 - steal0) / span))
+        return Contention(seconds=wall, others=min(1.0, used / span),
+                          steal=min(1.0, (steal1 - steal0) / span))

@@ -151,7 +151,8 @@ def test_c3_untestable_and_partly_without_the_builds():
 
 # ---- C4 --------------------------------------------------------------------
 @pytest.mark.parametrize("sp,ci,verdict", [(1.8, 0.05, "partly"), (1.0, 0.05, "fails"),
-                                           (1.5, 0.1, "inconclusive")])
+                                           (1.5, 0.1, "inconclusive"),
+                                           (0.88, 0.6, "inconclusive")])   # wide: not a clear "no"
 def test_c4(sp, ci, verdict):
     doc = _doc(interps={"jy": JY, "pypy": PYPY},
                cells=_scaling("jy", sp, par=sp, ci=ci) + _scaling("pypy", 1.0))
