@@ -1,6 +1,6 @@
 """Do the claims' verdicts survive a busy machine and a change of interpreter order?
 
-    python benchmarks/claims_stability.py [--quick] [--python CMD ...] [--out DIR]
+    python benchmarks/claims_stability.py [--quick] [--repeats N] [--python CMD ...] [--out DIR]
 
 Runs ``threadwise claims`` four times, the way a user's laptop or CI runner would:
 
@@ -32,6 +32,8 @@ def claims(args: argparse.Namespace, order: List[str], out: str) -> Dict[str, st
     cmd = [sys.executable, "-m", "threadwise", "claims", "--json", "-o", out]
     if args.quick:
         cmd.append("--quick")
+    if args.repeats:
+        cmd += ["--repeats", str(args.repeats)]
     for p in order:
         cmd += ["--python", p]
     t0 = time.monotonic()
@@ -53,6 +55,7 @@ def burners(n: int) -> List[subprocess.Popen]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (claims' default: 5, quick 3)")
     ap.add_argument("--python", action="append", default=[])
     ap.add_argument("--out", default="benchmarks/results/claims-stability")
     args = ap.parse_args()

@@ -145,7 +145,7 @@ class Experiments:
         gets caught behind a CPU-bound thread is decided early in a run and then mostly
         sticks, so one run can show the convoy and the next not."""
         rt = 60 if self.quick else 150
-        runs = 2 if self.quick else CONVOY_RUNS
+        runs = CONVOY_RUNS   # also in --quick: runs differ (see verdicts.CONVOY_HOLD_RUNS)
         out: List[Dict[str, Any]] = []
         for run in range(runs):
             for pin in (True, False):

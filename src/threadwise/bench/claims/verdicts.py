@@ -21,7 +21,6 @@ lacks what it needs (one core, no Jython, no free-threaded build), never a guess
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..model import (BUSY_SHARE, Cell, Claim, ConvoyRun, InterpreterFacts, RaceRun,
@@ -63,8 +62,13 @@ MANY = 0.5
 #: CONVOY_FACTOR x the idle median AND at least CONVOY_MIN_SWITCHES switch intervals above it
 CONVOY_FACTOR = 5.0
 CONVOY_MIN_SWITCHES = 0.5
-#: C8: "fails" when at least this share of the runs show it; "holds" when none does
-CONVOY_K = 2.0 / 3.0
+#: C8: whether the I/O thread gets caught behind a spinning one is settled early in a run and
+#: then sticks, so runs differ (measured: 4 of 4, 2 of 4 and 0 of 4 on the same quiet
+#: machine).  One run with a strong convoy (the median a whole switch interval above the idle
+#: one) shows that the GIL can do it on one core: "fails"; "holds" needs no convoy in at
+#: least CONVOY_HOLD_RUNS runs; fewer runs without one, or only weak ones: inconclusive
+CONVOY_STRONG_SWITCHES = 1.0
+CONVOY_HOLD_RUNS = 6
 
 
 def _verdict(cid: str, verdict: str, summary: str, **evidence: Any) -> Claim:
@@ -548,10 +552,11 @@ def judge_c8(doc: ResultsDocument) -> Claim:
     ev: Dict[str, Any] = {"interpreter": label, "latency": table, "process_burner_control_one_core": control,
                           "switch_interval_sweep": sweep,
                           "rule": "a run shows the convoy when its median is >= %g x the idle median and "
-                                  ">= %g switch intervals (%.1f ms) above it; fails when >= %d%% of the "
-                                  "runs show it, holds when none does"
-                                  % (CONVOY_FACTOR, CONVOY_MIN_SWITCHES, 1000 * CONVOY_MIN_SWITCHES * switch,
-                                     round(100 * CONVOY_K))}
+                                  ">= %g switch intervals (%.1f ms) above it; fails when a run shows a "
+                                  "strong one (>= %g switch interval above idle), holds when none of "
+                                  ">= %d runs shows it" % (
+                                      CONVOY_FACTOR, CONVOY_MIN_SWITCHES, 1000 * CONVOY_MIN_SWITCHES * switch,
+                                      CONVOY_STRONG_SWITCHES, CONVOY_HOLD_RUNS)}
     base_runs = _convoy_pick(runs, True, 0)
     busy_runs = _convoy_pick(runs, True, 1) + _convoy_pick(runs, True, 2)
     if not base_runs or not busy_runs:
@@ -566,6 +571,7 @@ def judge_c8(doc: ResultsDocument) -> Claim:
         return m >= CONVOY_FACTOR * max(base, 1e-9) and m - base >= CONVOY_MIN_SWITCHES * switch
 
     convoy = [r for r in busy_runs if shows(r)]
+    strong = [r for r in convoy if (r.median_s or 0.0) - base >= CONVOY_STRONG_SWITCHES * switch]
     ctl_runs = _convoy_pick(runs, True, 1, "processes")
     ctl_convoy = [r for r in ctl_runs if shows(r)]
     worst = max(busy_runs, key=lambda r: r.median_s or 0.0)
@@ -580,18 +586,19 @@ def judge_c8(doc: ResultsDocument) -> Claim:
         txt += "; switch interval 1 ms -> %.2f ms, 20 ms -> %.2f ms" % (s1["median_ms"], s20["median_ms"])
     ev["convoy_runs"] = "%d of %d" % (len(convoy), len(busy_runs))
     ev["factor"] = round(worst_s / max(base, 1e-9), 2)
-    if len(convoy) >= math.ceil(CONVOY_K * len(busy_runs)):
+    if strong:
         if ctl_runs and len(ctl_convoy) * 2 > len(ctl_runs):
             verdict = "partly"
             txt += " (the process control is slow too: the core itself is the bottleneck)"
         else:
             verdict = "fails"
             txt += ": the GIL convoy hurts on a single core too"
-    elif not convoy:
+    elif not convoy and len(busy_runs) >= CONVOY_HOLD_RUNS:
         verdict = "holds"
     else:
         verdict = "inconclusive"
-        txt += ": the runs disagree; rerun on a quiet machine"
+        txt += (": too few runs to say it never happens (it is settled early in a run)"
+                if not convoy else ": only weak effects; rerun on a quiet machine")
     return _verdict("C8", verdict, txt, **ev)
 
 
