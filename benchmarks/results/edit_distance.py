@@ -1,0 +1,11 @@
+def distance(n):
+    """Edit distance between two strings derived from n: pure-Python CPU, a few ms."""
+    a = "kitten" * (20 + n % 5)
+    b = "sitting" * (18 + n % 7)
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
