@@ -105,3 +105,18 @@ def interpreter_params():
             pytest.mark.skip(reason="%s is not installed: %s" % (name, how))]
         out.append(pytest.param(cmd, id=name, marks=marks))
     return out
+
+
+#: a program whose two pure-Python threads spin for 0.5 s (the probe's reference load);
+#: it prints its argv at the end
+SPIN2 = """
+import sys, threading, time
+def spin():
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        pass
+threads = [threading.Thread(target=spin, name="spinner-%d" % i) for i in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("done", sys.argv[1:])
+"""

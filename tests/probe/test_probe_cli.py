@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import popen, stop
+from conftest import SPIN2, popen, stop
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the probe reads /proc")
 
@@ -29,19 +29,6 @@ def write(tmp_path, name, code):
     path = tmp_path / name
     path.write_text(textwrap.dedent(code))
     return str(path)
-
-
-SPIN2 = """
-    import sys, threading, time
-    def spin():
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            pass
-    threads = [threading.Thread(target=spin, name="spinner-%d" % i) for i in range(2)]
-    for t in threads: t.start()
-    for t in threads: t.join()
-    print("done", sys.argv[1:])
-"""
 
 
 def test_json_schema_and_program_output_kept(tmp_path):

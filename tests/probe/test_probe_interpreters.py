@@ -8,23 +8,13 @@ import textwrap
 
 import pytest
 
+from conftest import SPIN2
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the probe reads /proc")
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 PY313T = "/opt/threadwise/py313t/bin/python3.13t"
 PYENV = os.path.join(os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions")
-
-SPIN2 = textwrap.dedent("""
-    import threading, time
-    def spin():
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            pass
-    threads = [threading.Thread(target=spin, name="spinner-%d" % i) for i in range(2)]
-    for t in threads: t.start()
-    for t in threads: t.join()
-""")
-
 
 def _probe_json(interp, script, tmp_path, env_extra=None):
     path = tmp_path / "prog.py"
