@@ -217,6 +217,62 @@ def test_auto_remembers_a_tiny_function_and_notices_when_it_gets_heavier():
     _WEIGHT["spin_s"] = 0.0
 
 
+def test_a_repeated_map_confirms_the_memory_instead_of_probing_again():
+    from threadwise.executor import auto
+    _WEIGHT["spin_s"] = 0.0002             # 200 items: 40 ms of work (wall clock: load-proof)
+    items = list(range(200))
+    try:
+        first = pmap(weighted, items)
+        assert "probe measured them" not in first.choice.reason
+        for k in range(1, auto.FACTS_REUSE + 1):  # a short batch confirms the time per item
+            again = pmap(weighted, items)
+            assert list(again) == [x + 1 for x in items]
+            assert ("CPU and GIL shares as this function's probe measured them %d map" % k
+                    in again.choice.reason), again.choice.reason
+            assert again.choice.sampled <= 20
+        fresh = pmap(weighted, items)      # after FACTS_REUSE maps: a full probe again
+        assert "probe measured them" not in fresh.choice.reason
+        assert "measured them 1 map ago" in pmap(weighted, items).choice.reason
+        _WEIGHT["spin_s"] = 0.002          # items 10x heavier: not confirmed, probed again
+        heavy = pmap(weighted, items[:60])
+        assert list(heavy) == [x + 1 for x in items[:60]]
+        assert "probe measured them" not in heavy.choice.reason
+        assert heavy.choice.item_s > 0.001
+    finally:
+        _WEIGHT["spin_s"] = 0.0
+
+
+_BAD = set()
+
+
+def weighted_failing(x):
+    if x in _BAD:
+        raise ValueError("bad item %d" % x)
+    return weighted(x)
+
+
+def test_a_failure_in_the_confirming_batch_is_named():
+    _WEIGHT["spin_s"] = 0.0002
+    try:
+        assert pmap(weighted_failing, range(200)) == list(range(1, 201))
+        _BAD.add(1)                        # inside the next map's confirming batch
+        out = pmap(weighted_failing, range(200), errors="collect")
+        assert isinstance(out[1], Failure) and out[1].index == 1
+        assert [out[i] for i in range(200) if i != 1] == [i + 1 for i in range(200) if i != 1]
+        with pytest.raises(ItemError) as info:
+            pmap(weighted_failing, range(200))
+        assert info.value.index == 1 and info.value.results[0] == 1
+        with Executor() as ex:
+            got = []
+            with pytest.raises(ItemError):
+                for v in ex.imap(weighted_failing, range(200)):
+                    got.append(v)
+            assert got == [1]
+    finally:
+        _BAD.clear()
+        _WEIGHT["spin_s"] = 0.0
+
+
 def _fails_at(bad):
     def fn(x):
         if x in bad:

@@ -444,3 +444,96 @@ def test_start_workers_on_demand_waits_until_they_are_ready(fresh):
     with Executor("processes", workers=2) as own:  # an Executor's own pool starts whole
         own.submit(inc, 1).result(timeout=30)
         assert len(list(own._backends.values())[0].pids()) == 2
+
+
+# --------------------------------------------------------------------------
+# start-up overlapped with the map; functions loaded ahead; a lean worker
+# --------------------------------------------------------------------------
+def spin(n):
+    """About n * 50 ns of pure-Python work (holds the GIL)."""
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+
+
+@pytest.fixture
+def thread_alive():
+    """Another thread alive, as in a web app: workers start as fresh interpreters (spawn)."""
+    done = threading.Event()
+    t = threading.Thread(target=done.wait, name="test-sleeper", daemon=True)
+    t.start()
+    yield
+    done.set()
+    t.join(5)
+
+
+def test_auto_runs_items_while_slow_workers_start(fresh, thread_alive):
+    # ~1 s of GIL-holding work, no pool yet and a thread alive: auto starts the workers
+    # (fresh interpreters, which then import this test module, pytest and all) and keeps
+    # running items itself until they have loaded fn, then hands them the rest
+    items = [100_000] * 300
+    out = pmap(spin, items)
+    assert out == [spin(100_000)] * 300
+    assert out.choice.backend == "processes", out.choice.reason
+    assert "overlapped: 2 worker processes started and loaded fn in" in out.choice.reason
+    pool = _pool.peek()
+    assert pool is not None and len(pool.pids()) == 2
+    assert all(p.method == "spawn" for p in pool._procs)
+    # measured now, not assumed; and the next map finds them warm, fn loaded
+    assert startup_estimate(2, "spawn", pool=None)[1].startswith("warm")
+    assert pool.fn_load_s(spin)[1] is True
+    again = pmap(spin, items)
+    assert again == out and "warm" in again.choice.reason
+
+
+def test_items_stream_in_order_while_workers_start(fresh, thread_alive):
+    with Executor() as ex:   # auto on an Executor of its own: its pool starts the same way
+        got = list(ex.imap(spin, [100_000 + i for i in range(300)]))
+        assert got == [spin(100_000 + i) for i in range(300)]
+        assert ex.choice.backend == "processes", ex.choice.reason
+        assert "overlapped" in ex.choice.reason
+
+
+def test_all_items_can_run_here_while_the_workers_start(fresh, thread_alive, tmp_path):
+    # a module whose import takes 5 s in a worker (not in this process): every item runs
+    # here before the workers have loaded fn; they stay warm for the next map
+    (tmp_path / "slow_import_mod.py").write_text(textwrap.dedent("""
+        import os, time
+        if os.getpid() != %d:
+            time.sleep(5)
+        def spin(n):
+            s = 0
+            for i in range(n):
+                s += i
+            return s
+    """ % os.getpid()))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import slow_import_mod
+        items = [40_000] * 200
+        out = pmap(slow_import_mod.spin, items)
+        assert out == [spin(40_000)] * 200
+        assert out.choice.backend == "serial", out.choice.reason
+        assert "items left ran here while 2 worker processes started" in out.choice.reason
+        assert len(_pool.peek().pids()) == 2
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("slow_import_mod", None)
+
+
+def test_a_spawned_worker_imports_cloudpickle_only_when_it_needs_it(fresh, tmp_path):
+    (tmp_path / "cp_probe_mod.py").write_text(
+        "import sys\ndef has(name):\n    return name in sys.modules\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import cp_probe_mod
+        # sent by reference: plain pickle loads it, and the worker starts without cloudpickle
+        assert pmap(cp_probe_mod.has, ["cloudpickle"], backend="processes", workers=1,
+                    start_method="spawn") == [False]
+        # a lambda travels by value: loading it imports cloudpickle in the worker
+        assert pmap(lambda name: name in sys.modules, ["cloudpickle"], backend="processes",
+                    workers=1, start_method="spawn") == [True]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cp_probe_mod", None)

@@ -287,7 +287,8 @@ class Executor(cf.Executor):
             if name == "auto":
                 p = yield from _auto.plan(
                     run, it, workers=self._workers, start_method=self._start_method, sink=sink,
-                    probe_backend=self._get("threads", 1) if timeout is not None else None)
+                    probe_backend=self._get("threads", 1) if timeout is not None else None,
+                    start_processes=lambda w: self._get("processes", w))
                 choice = p.choice
                 name, workers = choice.backend, choice.workers
                 it, base, remaining, item_s = p.it, p.next_index, p.remaining, p.item_s

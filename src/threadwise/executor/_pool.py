@@ -160,6 +160,18 @@ class Lease(Backend):
         :meth:`ProcessBackend.start_workers`."""
         self.pool.start_workers(self.workers if n is None else min(n, self.workers), wait_ready)
 
+    def ready_workers(self) -> int:
+        """See :meth:`ProcessBackend.ready_workers`."""
+        return self.pool.ready_workers()
+
+    def warm_fn(self, fn: Callable[..., Any]) -> None:
+        """See :meth:`ProcessBackend.preload`."""
+        self.pool.preload(self._ref(fn))
+
+    def fn_ready(self, fn: Callable[..., Any]) -> int:
+        """See :meth:`ProcessBackend.loaded_workers`."""
+        return self.pool.loaded_workers(self._ref(fn))
+
     def abort(self) -> None:
         self.pool.abort(owner=self)
 

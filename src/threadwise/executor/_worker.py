@@ -114,7 +114,9 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
         if kind == "chunk":
             send(_run_chunk(msg, fns, state, where, load_s))
             load_s = 0.0
-        elif kind == "fn":
+        elif kind == "fn" or kind == "load":
+            # "fn": the function the next chunk needs; "load": the same, sent ahead of
+            # any chunk (the parent preloads while it runs items itself): answered
             t0 = _chunk.clock()
             _, fid, data, filename, path, drop = msg
             for old in drop:
@@ -122,7 +124,10 @@ def serve(conn: Any, mm: mmap.mmap, slot: int, ppid: int) -> None:
             if path is not None and sys.path != path:
                 sys.path[:] = path   # the parent's, now: a module imported since can be found
             fns[fid] = _load_fn(data, filename, where)
-            load_s += _chunk.clock() - t0
+            if kind == "load":
+                send(pickle.dumps(("loaded", fid, _chunk.clock() - t0), PROTOCOL))
+            else:
+                load_s += _chunk.clock() - t0
         elif kind == "call":
             send(_call(msg, fns, state, where))
         elif kind == "stop":

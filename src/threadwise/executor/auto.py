@@ -103,11 +103,19 @@ _log = logging.getLogger("threadwise")
 # -- what auto learned about a function on its previous maps ----------------------------
 #: a map the memory predicts under this much serial work runs serially without a probe
 MEMO_TINY_S = TINY_WORK_S / 2
-# id(fn) -> (a weak reference to fn, seconds per item); the entry goes when fn does.  A
-# plain dict, not a WeakKeyDictionary: on a function's first 1 ms map, reading and writing
-# this memory is part of auto's cost (its Python-level methods and a lock cost ~3 µs);
-# one dict operation is atomic, on free-threaded builds too
-_MEMO: Dict[int, Tuple["weakref.ReferenceType[Any]", float]] = {}
+#: a function's CPU and GIL shares measured by a full probe serve this many later maps
+#: (each confirmed by a short batch, CONFIRM_S, of its own items) before a full probe again
+FACTS_REUSE = 8
+CONFIRM_S = 0.002
+#: ... when that batch's seconds per item are within this factor of the remembered ones
+CONFIRM_RATIO = 2.0
+# id(fn) -> (a weak reference to fn, seconds per item, (CPU share, GIL-held share, maps
+# left that may reuse them) or None); the entry goes when fn does.  A plain dict, not a
+# WeakKeyDictionary: on a function's first 1 ms map, reading and writing this memory is
+# part of auto's cost (its Python-level methods and a lock cost ~3 µs); one dict
+# operation is atomic, on free-threaded builds too
+_MEMO: Dict[int, Tuple["weakref.ReferenceType[Any]", float,
+                       Optional[Tuple[float, Optional[float], int]]]] = {}
 
 
 def _forget(key: int) -> Callable[[Any], None]:
@@ -118,17 +126,22 @@ def _forget(key: int) -> Callable[[Any], None]:
     return gone
 
 
-def remember(fn: Any, item_s: float) -> None:
+_KEEP: Any = object()
+
+
+def remember(fn: Any, item_s: float, shares: Any = _KEEP) -> None:
     """Note fn's measured seconds per item (its latest map: the probe's estimate, or the
-    timed serial run of a tiny map).  Functions that can't be weakly referenced (builtins,
-    bound methods, which are new objects at each access) are simply not remembered."""
+    timed serial run of a tiny map) and, after a full probe, ``shares``: (CPU share,
+    GIL-held share, maps that may reuse them), or None to forget them.  Functions that
+    can't be weakly referenced (builtins, bound methods, which are new objects at each
+    access) are simply not remembered."""
     key = id(fn)
     entry = _MEMO.get(key)
     if entry is not None and entry[0]() is fn:
-        _MEMO[key] = (entry[0], item_s)
+        _MEMO[key] = (entry[0], item_s, entry[2] if shares is _KEEP else shares)
         return
     try:
-        _MEMO[key] = (weakref.ref(fn, _forget(key)), item_s)
+        _MEMO[key] = (weakref.ref(fn, _forget(key)), item_s, None if shares is _KEEP else shares)
     except TypeError:
         pass
 
@@ -137,6 +150,14 @@ def recall(fn: Any) -> Optional[float]:
     entry = _MEMO.get(id(fn))
     if entry is not None and entry[0]() is fn:
         return entry[1]
+    return None
+
+
+def recall_shares(fn: Any) -> Optional[Tuple[float, Optional[float], int]]:
+    """(CPU share, GIL-held share, maps left that may reuse them) from fn's last full probe."""
+    entry = _MEMO.get(id(fn))
+    if entry is not None and entry[0]() is fn:
+        return entry[2]
     return None
 
 
@@ -154,11 +175,16 @@ class Plan:
 
 def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method: Optional[str],
          probe_backend: Optional[Backend] = None, allow_processes: bool = True,
-         sink: Optional[List[Any]] = None) -> Generator[List[Any], None, Plan]:
+         sink: Optional[List[Any]] = None,
+         start_processes: Optional[Callable[[int], Any]] = None
+         ) -> Generator[List[Any], None, Plan]:
     """Run the probe, then decide; returns a :class:`Plan`.  The probe's results are
     yielded as lists, or appended to ``sink`` (pmap's result list) when one is given.
     ``probe_backend``: the one-thread backend that runs the probe when a timeout is set
-    (else the probe runs in this thread); ``start_method``: how processes would start."""
+    (else the probe runs in this thread); ``start_method``: how processes would start;
+    ``start_processes(W)``: the executor's process backend for W workers (its
+    ``start_workers``/``ready_workers``), so that slow-starting workers (a fresh
+    interpreter each) boot while items keep running here (:func:`_serial_while_starting`)."""
     run.backend_name = "serial"
     # a function whose previous map measured it tiny, on a map of known length still
     # predicted tiny: serial at once (the probe would cost more than the map; the run
@@ -169,12 +195,42 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
         if 0 <= total and total * known_t < MEMO_TINY_S:
             return _tiny(total, True, it, known_t, 0, 0, None, None, " (measured on this "
                          "function's previous map)")
+    probe = _Probe(start_method, run.timeout is None and SCHEDSTAT)
+    done = False
+    shares = recall_shares(run.fn) if known_t is not None else None
+    if known_t is not None and shares is not None and shares[2] > 0:
+        # a function a full probe measured lately: one short batch of its items confirms
+        # the time per item, and the CPU and GIL shares are the ones measured then (a
+        # second full probe would cost a warm map of 1 ms items ~6% on 2 cores)
+        dest = sink if sink is not None else []
+        k = max(2, min(SAMPLE_ITEMS, math.ceil(CONFIRM_S / max(known_t, 1e-9))))
+        try:
+            got, exhausted, dt, src = timed_batch(run, it, 0, k, dest, True)
+        except ItemError:
+            if sink is None and dest:
+                yield dest
+            raise
+        if sink is None and dest:
+            yield dest
+        if src is not None:
+            probe.sample.append((src, dest, 0))
+            probe.kept = got
+        t = dt / got if got else known_t
+        if exhausted or 1 / CONFIRM_RATIO <= t / known_t <= CONFIRM_RATIO:
+            probe.n, probe.spent, probe.exhausted = got, dt, exhausted
+            probe.c, probe.g, probe.reused = shares
+            if probe.start_method is None:
+                probe.start_method = default_start_method()
+            remember(run.fn, t, (shares[0], shares[1], shares[2] - 1))
+            return (yield from _after_probe(run, it, probe, t, workers, allow_processes, sink,
+                                            start_method, start_processes))
+        # the items changed: this batch is the first of a full probe
+        done = probe.enough(got, dt, exhausted, it)
     # measure: the first items in batches of growing size, run by the engine (in this
     # thread, or in the helper thread that a timeout needs), timed; on Linux the probe
     # also reads this thread's on-CPU and waiting-for-a-CPU times (not in a helper's)
-    probe = _Probe(start_method, run.timeout is None and SCHEDSTAT)
     try:
-        while True:
+        while not done:
             if run.timeout is None:
                 # straight into the results through the serial loop (no Future, no
                 # generator: on tiny items these batches are the whole probe); the first
@@ -201,14 +257,23 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
                 if whole is not None and probe.kept < SAMPLE_ITEMS:
                     probe.sample.append((whole[0], whole[1], 0))
                 probe.kept += got
-            if probe.enough(got, dt, exhausted, it):
-                break
+            done = probe.enough(got, dt, exhausted, it)
     finally:
         probe.stop()
     t = probe.item_s()
+    if probe.n:
+        remember(run.fn, t, (probe.c if probe.c is not None else 1.0, probe.g, FACTS_REUSE)
+                 if probe.n >= 2 and not probe.tiny else None)
+    return (yield from _after_probe(run, it, probe, t, workers, allow_processes, sink,
+                                    start_method, start_processes))
+
+
+def _after_probe(run: MapRun, it: Iterator[Any], probe: "_Probe", t: float,
+                 workers: Optional[int], allow_processes: bool, sink: Optional[List[Any]],
+                 start_method: Optional[str], start_processes: Optional[Callable[[int], Any]]
+                 ) -> Generator[List[Any], None, Plan]:
+    """What the probe (or a confirmed memory) leaves to decide."""
     n = probe.n
-    if n:
-        remember(run.fn, t)
     if probe.exhausted:
         return Plan(Choice("serial", 1, "serial: all %d items ran while sampling (%s): nothing "
                            "left to spread over workers" % (n, fmt_s(probe.spent)),
@@ -218,11 +283,14 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
     hint = operator.length_hint(it, -1)
     if 0 < hint and hint * t < TINY_WORK_S:
         return _tiny(hint, True, it, t, n, n, probe.c, probe.g)
-    return (yield from _decide_rest(run, it, hint, probe, t, workers, allow_processes, sink))
+    return (yield from _decide_rest(run, it, hint, probe, t, workers, allow_processes, sink,
+                                    start_method, start_processes))
 
 
 def _decide_rest(run: MapRun, it: Iterator[Any], hint: int, probe: "_Probe", t: float,
-                 workers: Optional[int], allow_processes: bool, sink: Optional[List[Any]]
+                 workers: Optional[int], allow_processes: bool, sink: Optional[List[Any]],
+                 start_method: Optional[str] = None,
+                 start_processes: Optional[Callable[[int], Any]] = None
                  ) -> Generator[List[Any], None, Plan]:
     """After a probe that did not settle it: how much is left, the trial on threads when
     the GIL looks free, then predict -> decide -> explain."""
@@ -237,7 +305,7 @@ def _decide_rest(run: MapRun, it: Iterator[Any], hint: int, probe: "_Probe", t: 
     # start-up as this program measured it (0 when the shared pool is warm), not a constant
     from .processes import startup_estimate
     f.startup_s, f.startup_how = startup_estimate(min(f.workers or f.cpus, max(1, f.rem)),
-                                                  probe.start_method, run.fn)
+                                                  probe.start_method, run.fn, pool=start_method)
     yield from _check_threads(run, f, rest, probe.budget, sink)
     if f.rem <= 0:
         return Plan(Choice("threads", f.wtr, "threads x%d: ran the last items (%s)" % (
@@ -246,10 +314,26 @@ def _decide_rest(run: MapRun, it: Iterator[Any], hint: int, probe: "_Probe", t: 
     transfer = _transfer(run, f, probe, allow_processes)
     preds = _predict(f, transfer[:2])
     best, w = _decide(preds)
-    if best == "processes" and probe.meter is not None:
+    if probe.meter is not None and "processes" in preds:
         probe.meter.join()  # a live meter thread would make the pool spawn instead of fork
+    if start_processes is not None and "processes" in preds and run.timeout is None:
+        booted = yield from _serial_while_starting(run, f, rest, transfer, start_method,
+                                                   start_processes, sink)
+        if booted is not None:
+            if booted[0]:   # the input ran out while they started
+                return Plan(Choice("serial", 1, "serial: %s" % f.overlap, item_s=t,
+                                   cpu_share=f.c, gil_held=f.g, sampled=f.n, remaining=0),
+                            rest, f.n, 0, t)
+            transfer = booted[1]
+            preds = _predict(f, transfer[:2])
+            best, w = _decide(preds)
     remaining = f.rem if f.known else None
-    return Plan(Choice(best, w, lambda: _explain(best, f, preds, transfer),
+    reused = probe.reused
+    return Plan(Choice(best, w, lambda: _explain(best, f, preds, transfer) + (
+                           "; CPU and GIL shares as this function's probe measured them %d "
+                           "map%s ago, its time per item re-measured on %d item%s" % (
+                               FACTS_REUSE - reused + 1, "" if FACTS_REUSE - reused == 0 else
+                               "s", probe.n, "" if probe.n == 1 else "s") if reused else ""),
                        item_s=t, cpu_share=f.c, gil_held=f.g, sampled=f.n, remaining=remaining,
                        predicted_s={k: v[0] for k, v in preds.items()}),
                 rest, f.n, remaining, t)
@@ -267,7 +351,7 @@ class _Probe:
 
     __slots__ = ("start_method", "use_sched", "n", "spent", "batch", "first", "exhausted",
                  "tiny", "budget", "total_s", "meter", "meter_from", "sched_from", "cpu_from",
-                 "sample", "kept", "c", "g")
+                 "sample", "kept", "c", "g", "reused")
 
     def __init__(self, start_method: Optional[str], use_sched: bool) -> None:
         self.start_method = start_method   # decided when the meter starts, if not given
@@ -299,6 +383,7 @@ class _Probe:
         self.kept = 0
         self.c: Optional[float] = None     # CPU share, once stopped
         self.g: Optional[float] = None     # GIL-held share, once stopped (None: not metered)
+        self.reused = 0                    # >0: c and g come from an earlier map's probe
 
     def enough(self, got: int, dt: float, exhausted: bool, it: Iterator[Any]) -> bool:
         """Note a batch of ``got`` items that took ``dt`` s; True when the probe has seen
@@ -425,7 +510,7 @@ class _Facts:
     """What auto knows about the rest of the map when it predicts, decides and explains."""
 
     __slots__ = ("t", "c", "g", "g_meas", "gil_on", "n", "rem", "known", "cpus", "workers",
-                 "wtr", "startup_s", "startup_how", "trial", "s_thr")
+                 "wtr", "startup_s", "startup_how", "trial", "s_thr", "overlap")
 
     def __init__(self, t: float, c: Optional[float], g_meas: Optional[float], n: int, rem: int,
                  known: bool, workers: Optional[int]) -> None:
@@ -445,9 +530,82 @@ class _Facts:
         self.startup_how = ""        # how that figure was obtained (warm, measured, assumed)
         self.trial = ""              # what the trial on threads showed, in words
         self.s_thr: Optional[float] = None  # its measured speed-up
+        self.overlap = ""            # items that ran here while the workers started, in words
 
     def left(self) -> str:
         return "%d items left" % self.rem if self.known else "at least %d items left" % self.rem
+
+
+#: a batch run here between two looks at the booting workers (seconds of work)
+BOOT_BATCH_S = 0.005
+
+
+def _serial_while_starting(run: MapRun, f: _Facts, rest: Iterator[Any],
+                           transfer: Tuple[Optional[float], Optional[float], int, str],
+                           start_method: Optional[str], start_processes: Callable[[int], Any],
+                           sink: Optional[List[Any]]
+                           ) -> Generator[List[Any], None, Optional[Tuple[bool, Any]]]:
+    """Where processes would win once started but their workers are not running yet and
+    start slowly (spawn: a fresh interpreter each, tens of milliseconds; the start method
+    when any other thread is alive), don't wait for them and don't give up on them: start
+    them, and run items here in batches of BOOT_BATCH_S until they are ready, so that
+    their start-up costs the map (almost) nothing; then the rest is decided again, with
+    the pool warm.  The start-up is measured on the way (:func:`processes.startup_estimate`
+    knows it from then on).  None when this does not apply (fork is quick and parks the
+    caller, the pool is warm, the work left is less than the start-up estimate, or
+    processes would not win even warm); else (input exhausted, transfer for the
+    decision: processes excluded when the workers failed)."""
+    if f.startup_how.startswith("warm") or f.startup_s <= 0 or f.rem * f.t < f.startup_s:
+        return None   # warm, or less work left than starting the workers would cost
+    warm = predict(f.rem, f.t, f.c, f.g, f.cpus, f.workers, transfer[:2], 0.0)
+    if f.s_thr is not None:
+        warm["threads"] = _predict(f, transfer[:2])["threads"]
+    if _decide(warm)[0] != "processes":
+        return None
+    from .processes import start_method_now
+    if start_method_now(start_method) == "fork":
+        return None
+    wp = warm["processes"][1]
+    backend = start_processes(wp)
+    t0 = time.perf_counter()
+    backend.start_workers(wp)
+    backend.warm_fn(run.fn)   # each worker loads fn (imports its module) once it is up
+    n0 = f.n
+    batch = int(max(1, min(4096, BOOT_BATCH_S / max(f.t, 1e-9))))
+    exhausted = False
+    ready = backend.fn_ready(run.fn)
+    while 0 <= ready < wp:
+        dest = sink if sink is not None else []
+        try:
+            got, exhausted, _, _ = timed_batch(run, rest, f.n, batch, dest)
+        except ItemError:
+            if sink is None and dest:
+                yield dest
+            raise
+        if sink is None and dest:
+            yield dest
+        f.n += got
+        f.rem = max(0, f.rem - got)
+        if exhausted or got == 0:
+            exhausted = True
+            break
+        ready = backend.fn_ready(run.fn)
+    boot = time.perf_counter() - t0
+    ran = f.n - n0
+    f.startup_s = 0.0
+    if ready < 0:
+        f.overlap = ("the worker processes could not start (%s); %d items ran here meanwhile"
+                     % (fmt_s(boot), ran))
+        return exhausted, (None, None, 0, f.overlap)
+    if exhausted:
+        f.overlap = ("all %d items left ran here while %d worker processes started (%s): "
+                     "they stay warm for the next map" % (ran, wp, fmt_s(boot)))
+        return True, transfer
+    f.startup_how = ("overlapped: %d worker processes started and loaded fn in %s while %d "
+                     "items ran here" % (wp, fmt_s(boot), ran))
+    if not f.known and f.rem == 0:
+        f.rem = 1  # the look-ahead ran dry, not the input: at least one more
+    return False, transfer
 
 
 def _check_threads(run: MapRun, f: _Facts, rest: Iterator[Any], budget: float,
@@ -625,6 +783,8 @@ def _explain(best: str, f: _Facts, preds: Dict[str, Tuple[float, int]],
 
 def _startup(f: _Facts) -> str:
     """``~38 ms, measured: ...`` / ``0 (warm: the shared pool has 2 workers started)``."""
+    if f.startup_how.startswith("overlapped"):
+        return f.startup_how
     how = f.startup_how.split(":")[0] if f.startup_how else "assumed"
     return "%s, %s" % ("~" + fmt_s(f.startup_s) if f.startup_s > 0 else "none", how)
 

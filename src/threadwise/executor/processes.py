@@ -67,7 +67,7 @@ import time
 import warnings
 import weakref
 from multiprocessing.connection import Connection
-from typing import (Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple)
+from typing import (Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple)
 
 from ..errors import UsageError
 from . import _chunk, _worker
@@ -145,7 +145,7 @@ class _Task:
 
 class _Proc:
     __slots__ = ("slot", "pid", "conn", "popen", "task", "fns", "dead", "status", "method",
-                 "launched", "ready", "stopping")
+                 "launched", "ready", "stopping", "loaded")
 
     def __init__(self, slot: int, pid: int, conn: Connection, popen: Optional[subprocess.Popen],
                  method: str, launched: float) -> None:
@@ -161,6 +161,7 @@ class _Proc:
         self.launched = launched     # time.monotonic() when its start began
         self.ready = False           # its "ready" message came
         self.stopping = False        # asked to stop (pool resized down, or closing)
+        self.loaded: Set[int] = set()  # fids it said it has loaded ("loaded", or a chunk done)
 
 
 # -- what starting a worker costs in this program ----------------------------------------
@@ -195,7 +196,8 @@ def start_method_now(start_method: Optional[str] = None) -> str:
 
 
 def startup_estimate(workers: int, start_method: Optional[str] = None,
-                     fn: Optional[Callable[..., Any]] = None) -> Tuple[float, str]:
+                     fn: Optional[Callable[..., Any]] = None, *,
+                     pool: Optional[str] = "same") -> Tuple[float, str]:
     """Seconds before ``pmap(..., backend="processes", workers=workers)`` could run its
     first items on that many workers, and how that figure was obtained.
 
@@ -206,14 +208,17 @@ def startup_estimate(workers: int, start_method: Optional[str] = None,
     (parent-side launch, sequential; launch-to-ready, in parallel up to the CPUs), or
     the ``_base.STARTUP_S`` guess when none was started yet ("assumed").  Importing fn's
     module in a fresh worker is part of a worker's first load of fn, added when it was
-    measured."""
+    measured.  ``pool``: the start method the shared pool was asked for (``pmap``'s
+    ``start_method``, None by default: then its workers start the way
+    ``start_method_now`` says at each start), when ``start_method`` is only how they
+    would start now."""
     from . import _pool
     from ._cpus import cpu_count
     method = start_method_now(start_method)
-    pool = _pool.peek(start_method)
-    have = pool.started() if pool is not None else 0
+    shared = _pool.peek(start_method if pool == "same" else pool)
+    have = shared.started() if shared is not None else 0
     need = max(0, workers - have)
-    load_s, loaded = (pool.fn_load_s(fn) if pool is not None and fn is not None
+    load_s, loaded = (shared.fn_load_s(fn) if shared is not None and fn is not None
                       else (None, False))
     load = load_s if (load_s is not None and not loaded) else 0.0
     if need == 0:
@@ -297,6 +302,7 @@ class ProcessBackend(Backend):
         self._fids = 0
         self._memo: Dict[int, List[Optional[float]]] = {}   # fid -> [seconds per item, load s]
         self._own: "collections.OrderedDict[int, Tuple[Any, FnRef]]" = collections.OrderedDict()
+        self._preload: Optional[FnRef] = None  # a function to load into every ready worker
         self._closing = False
         self._killing = False
         self._forked_away = False
@@ -386,6 +392,59 @@ class ProcessBackend(Backend):
                    and time.monotonic() < deadline):
                 self._cond.wait(0.05)
 
+    def ready_workers(self) -> int:
+        """Workers that said they are ready and are not stopping or dead; -1 when the pool
+        is closing or could not start a worker (auto stops waiting for them)."""
+        with self._lock:
+            if self._closing or self._start_error is not None:
+                return -1
+            return sum(1 for p in self._procs if p.ready and not p.dead and not p.stopping)
+
+    def warm_fn(self, fn: Callable[..., Any]) -> None:
+        """:meth:`preload` for this pool's own callers (an Executor)."""
+        self.preload(self._own_ref(fn))
+
+    def fn_ready(self, fn: Callable[..., Any]) -> int:
+        """:meth:`loaded_workers` for this pool's own callers."""
+        return self.loaded_workers(self._own_ref(fn))
+
+    def preload(self, ref: FnRef) -> None:
+        """Have every worker, as soon as it is ready and idle, load this function (import its
+        module) before any chunk needs it: auto overlaps that with items it runs itself."""
+        with self._lock:
+            self._preload = ref
+        self._wake()
+
+    def loaded_workers(self, ref: FnRef) -> int:
+        """Live workers that have loaded ref's function; -1 when the pool is closing or
+        could not start a worker."""
+        with self._lock:
+            if self._closing or self._start_error is not None:
+                return -1
+            return sum(1 for p in self._procs
+                       if ref.fid in p.loaded and not p.dead and not p.stopping)
+
+    def _send_preloads(self) -> None:
+        """(manager thread) The "load" message to each ready, idle worker that lacks the
+        function :meth:`preload` asked for."""
+        with self._lock:
+            ref = self._preload
+            if ref is None:
+                return
+            todo = []
+            for p in self._procs:
+                if (p.ready and p.task is None and not p.dead and not p.stopping
+                        and ref.fid not in p.fns):
+                    todo.append((p, self._note_sent(p, ref.fid)))
+            if all(ref.fid in p.fns for p in self._procs if not p.dead and not p.stopping):
+                self._preload = None
+        for p, drop in todo:
+            try:
+                p.conn.send_bytes(pickle.dumps(("load", ref.fid, ref.data, ref.filename,
+                                                _worker.parent_path(), drop), PROTOCOL))
+            except (OSError, EOFError):
+                pass  # its death shows on its socket
+
     def started(self) -> int:
         """Workers started and not stopping or dead (0 when closing)."""
         with self._lock:
@@ -408,7 +467,7 @@ class ProcessBackend(Backend):
                 "fn %r can't be sent to a worker process: %s: %s" % (
                     getattr(fn, "__qualname__", fn), type(e).__name__, e),
                 "fn (or something it refers to: a lock, an open file, a socket, a database "
-                "connection) can't be pickled%s" % ("" if _chunk._cloudpickle else
+                "connection) can't be pickled%s" % ("" if _chunk.cloudpickle_module() else
                                                      ", and cloudpickle is not installed"),
                 "use backend='threads' (nothing is pickled), or create the unpicklable object "
                 "inside fn, or define fn at module level") from e
@@ -573,6 +632,7 @@ class ProcessBackend(Backend):
             while True:
                 self._adjust()
                 self._dispatch()
+                self._send_preloads()
                 with self._lock:
                     busy = any(p.task is not None for p in self._procs)
                     if not self._closing and self._idle_expired(busy):
@@ -729,11 +789,18 @@ class ProcessBackend(Backend):
         if fid in p.fns:
             p.fns.move_to_end(fid)
             return p, None
+        return p, ("fn", fid, task.fn.data, task.fn.filename, self._note_sent(p, fid))
+
+    @staticmethod
+    def _note_sent(p: _Proc, fid: int) -> Tuple[int, ...]:
+        """(lock held) fid is being sent to p: the functions it must drop to make room."""
         p.fns[fid] = None
         drop: Tuple[int, ...] = ()
         while len(p.fns) > WORKER_FNS:
-            drop += (p.fns.popitem(last=False)[0],)
-        return p, ("fn", fid, task.fn.data, task.fn.filename, drop)
+            old = p.fns.popitem(last=False)[0]
+            p.loaded.discard(old)
+            drop += (old,)
+        return drop
 
     def _send_task(self, p: _Proc, task: _Task, fn_msg: Optional[Tuple[Any, ...]]) -> bool:
         """Send a task (and the function first, when the worker lacks it); False when the
@@ -767,6 +834,12 @@ class ProcessBackend(Backend):
         if msg[0] == "ready":
             self._note_ready(p)
             return True
+        if msg[0] == "loaded":   # a preload done: ("loaded", fid, seconds)
+            with self._lock:
+                p.loaded.add(msg[1])
+                memo = self._memo.setdefault(msg[1], [None, None])
+                memo[1] = msg[2] if memo[1] is None else max(memo[1], msg[2])
+            return True
         with self._lock:
             task, p.task = p.task, None
             self._last_used = time.monotonic()
@@ -778,6 +851,7 @@ class ProcessBackend(Backend):
         try:
             if msg[0] == "done":
                 _, tid, elapsed, nfail, rdata, load_s = msg
+                p.loaded.add(task.fn.fid)
                 self._note_chunk(task, elapsed, load_s)
                 resolve(task.future, ChunkDone(pickle.loads(rdata), elapsed, nfail))
             elif msg[0] == "ok":
