@@ -166,6 +166,18 @@ def test_cost_model():
     assert threads_for(0.05, 2, 3) == 3
 
 
+def test_cost_model_for_a_call_that_runs_its_own_thread_pool():
+    # a call that keeps 2 CPUs busy by itself (BLAS) on 2 CPUs: nothing left to win in
+    # parallel, on threads or processes; on 8 CPUs, 4 such calls at once do
+    p = predict(1000, 0.001, 1.0, 0.0, 2, None, (0.0, 0.0), 0.0, par=2.0)
+    assert p["threads"][0] >= 0.95 * p["serial"][0]
+    assert p["processes"][0] >= 0.95 * p["serial"][0]
+    p8 = predict(1000, 0.001, 1.0, 0.0, 8, None, (0.0, 0.0), 0.0, par=2.0)
+    assert p8["processes"][0] < 0.3 * p8["serial"][0]
+    assert predict(1000, 0.001, 1.0, 1.0, 2, None, (0.0, 0.0), 0.0) == predict(
+        1000, 0.001, 1.0, 1.0, 2, None, (0.0, 0.0), 0.0, par=1.0)
+
+
 def test_chunker_sizes():
     c = Chunker(None, 0.01, 2, remaining=10_000)
     assert c.next_size() == 1  # nothing measured yet

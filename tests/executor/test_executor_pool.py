@@ -537,3 +537,36 @@ def test_a_spawned_worker_imports_cloudpickle_only_when_it_needs_it(fresh, tmp_p
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("cp_probe_mod", None)
+
+
+def _blas_threads(_):
+    import numpy  # noqa: F401  (loads its BLAS, in a fresh worker)
+    from threadpoolctl import threadpool_info
+    sizes = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(sizes) if sizes else None
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_get_their_share_of_the_cpus_for_blas(fresh, method, monkeypatch):
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("threadpoolctl")
+    np.ones((4, 4)) @ np.ones((4, 4))   # the parent's BLAS is loaded before the fork
+    if _blas_threads(0) is None:
+        pytest.skip("numpy here has no BLAS that threadpoolctl knows")
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        monkeypatch.delenv(v, raising=False)
+    from threadwise.executor import cpu_count
+    got = pmap(_blas_threads, range(2), backend="processes", workers=2, start_method=method,
+               chunksize=1)
+    assert got == [max(1, cpu_count() // 2)] * 2
+    _pool.shutdown_shared()
+    # one worker gets every CPU; sized by the user, left alone
+    if method == "spawn" and cpu_count() >= 2:
+        assert pmap(_blas_threads, range(1), backend="processes", workers=1,
+                    start_method=method) == [cpu_count()]
+        _pool.shutdown_shared()
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert pmap(_blas_threads, range(1), backend="processes", workers=1,
+                    start_method=method) == [1]

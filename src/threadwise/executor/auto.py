@@ -75,6 +75,7 @@ LOOKAHEAD_S = 1.0         # estimated work to buffer when the input's length is 
 LOOKAHEAD_ITEMS = 50_000
 TINY_WORK_S = 0.005       # less work than this left: serial, whatever the rest says
 GAIN = 0.9                # a backend must beat the next simpler one by 10%
+PAR_MIN = 1.3             # fn keeps more CPUs than this busy by itself: a native thread pool
 THREAD_ITEM_S = 2e-7      # per-item cost of the engine on threads (chunked)
 # on a free-threaded build running without its GIL, pure-Python work should go to threads:
 # the trial must be long enough to show it (6 items on 2 threads read 1.2x where a longer
@@ -109,13 +110,13 @@ FACTS_REUSE = 8
 CONFIRM_S = 0.002
 #: ... when that batch's seconds per item are within this factor of the remembered ones
 CONFIRM_RATIO = 2.0
-# id(fn) -> (a weak reference to fn, seconds per item, (CPU share, GIL-held share, maps
-# left that may reuse them) or None); the entry goes when fn does.  A plain dict, not a
+# id(fn) -> (a weak reference to fn, seconds per item, (CPU share, GIL-held share, CPUs
+# busy, maps left that may reuse them) or None); the entry goes when fn does.  A plain dict, not a
 # WeakKeyDictionary: on a function's first 1 ms map, reading and writing this memory is
 # part of auto's cost (its Python-level methods and a lock cost ~3 µs); one dict
 # operation is atomic, on free-threaded builds too
 _MEMO: Dict[int, Tuple["weakref.ReferenceType[Any]", float,
-                       Optional[Tuple[float, Optional[float], int]]]] = {}
+                       Optional[Tuple[float, Optional[float], float, int]]]] = {}
 
 
 def _forget(key: int) -> Callable[[Any], None]:
@@ -132,7 +133,7 @@ _KEEP: Any = object()
 def remember(fn: Any, item_s: float, shares: Any = _KEEP) -> None:
     """Note fn's measured seconds per item (its latest map: the probe's estimate, or the
     timed serial run of a tiny map) and, after a full probe, ``shares``: (CPU share,
-    GIL-held share, maps that may reuse them), or None to forget them.  Functions that
+    GIL-held share, CPUs busy, maps that may reuse them), or None to forget them.  Functions that
     can't be weakly referenced (builtins, bound methods, which are new objects at each
     access) are simply not remembered."""
     key = id(fn)
@@ -153,8 +154,9 @@ def recall(fn: Any) -> Optional[float]:
     return None
 
 
-def recall_shares(fn: Any) -> Optional[Tuple[float, Optional[float], int]]:
-    """(CPU share, GIL-held share, maps left that may reuse them) from fn's last full probe."""
+def recall_shares(fn: Any) -> Optional[Tuple[float, Optional[float], float, int]]:
+    """(CPU share, GIL-held share, CPUs busy, maps left that may reuse them) from fn's last
+    full probe."""
     entry = _MEMO.get(id(fn))
     if entry is not None and entry[0]() is fn:
         return entry[2]
@@ -198,7 +200,7 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
     probe = _Probe(start_method, run.timeout is None and SCHEDSTAT)
     done = False
     shares = recall_shares(run.fn) if known_t is not None else None
-    if known_t is not None and shares is not None and shares[2] > 0:
+    if known_t is not None and shares is not None and shares[3] > 0:
         # a function a full probe measured lately: one short batch of its items confirms
         # the time per item, and the CPU and GIL shares are the ones measured then (a
         # second full probe would cost a warm map of 1 ms items ~6% on 2 cores)
@@ -218,10 +220,10 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
         t = dt / got if got else known_t
         if exhausted or 1 / CONFIRM_RATIO <= t / known_t <= CONFIRM_RATIO:
             probe.n, probe.spent, probe.exhausted = got, dt, exhausted
-            probe.c, probe.g, probe.reused = shares
+            probe.c, probe.g, probe.par, probe.reused = shares
             if probe.start_method is None:
                 probe.start_method = default_start_method()
-            remember(run.fn, t, (shares[0], shares[1], shares[2] - 1))
+            remember(run.fn, t, shares[:3] + (shares[3] - 1,))
             return (yield from _after_probe(run, it, probe, t, workers, allow_processes, sink,
                                             start_method, start_processes))
         # the items changed: this batch is the first of a full probe
@@ -262,8 +264,8 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
         probe.stop()
     t = probe.item_s()
     if probe.n:
-        remember(run.fn, t, (probe.c if probe.c is not None else 1.0, probe.g, FACTS_REUSE)
-                 if probe.n >= 2 and not probe.tiny else None)
+        remember(run.fn, t, (probe.c if probe.c is not None else 1.0, probe.g, probe.par,
+                             FACTS_REUSE) if probe.n >= 2 and not probe.tiny else None)
     return (yield from _after_probe(run, it, probe, t, workers, allow_processes, sink,
                                     start_method, start_processes))
 
@@ -296,6 +298,7 @@ def _decide_rest(run: MapRun, it: Iterator[Any], hint: int, probe: "_Probe", t: 
     the GIL looks free, then predict -> decide -> explain."""
     rest, rem, known = _remaining(it, hint, t)
     f = _Facts(t, probe.c, probe.g, probe.n, rem, known, workers)
+    f.par = probe.par if probe.par >= PAR_MIN else 1.0
     if rem == 0:
         return Plan(Choice("serial", 1, "serial: all %d items ran while sampling (%s)" % (
             f.n, fmt_s(probe.spent)), item_s=t, cpu_share=f.c, gil_held=f.g_meas, sampled=f.n,
@@ -351,7 +354,7 @@ class _Probe:
 
     __slots__ = ("start_method", "use_sched", "n", "spent", "batch", "first", "exhausted",
                  "tiny", "budget", "total_s", "meter", "meter_from", "sched_from", "cpu_from",
-                 "sample", "kept", "c", "g", "reused")
+                 "sample", "kept", "c", "g", "reused", "par")
 
     def __init__(self, start_method: Optional[str], use_sched: bool) -> None:
         self.start_method = start_method   # decided when the meter starts, if not given
@@ -384,6 +387,8 @@ class _Probe:
         self.c: Optional[float] = None     # CPU share, once stopped
         self.g: Optional[float] = None     # GIL-held share, once stopped (None: not metered)
         self.reused = 0                    # >0: c and g come from an earlier map's probe
+        self.par = 1.0                     # CPUs the process kept busy while fn ran (>1: fn
+                                           # runs a native thread pool: BLAS, OpenMP)
 
     def enough(self, got: int, dt: float, exhausted: bool, it: Iterator[Any]) -> bool:
         """Note a batch of ``got`` items that took ``dt`` s; True when the probe has seen
@@ -454,10 +459,13 @@ class _Probe:
         spent = self.spent
         c: Optional[float] = None
         if cpu_from is not None and not self.tiny and spent > cpu_from[2]:
-            # the process's CPU time, scaled to the share of the window spent in fn
+            # the process's CPU time, scaled to the share of the window spent in fn; above
+            # one CPU, fn keeps several busy by itself (the meter thread takes ~1%)
             wall_c0, cpu0, spent_c0 = cpu_from
-            c = min(1.0, (time.process_time() - cpu0)
+            busy = ((time.process_time() - cpu0)
                     / max(wall1 - wall_c0, spent - spent_c0, 1e-9))
+            c = min(1.0, busy)
+            self.par = max(1.0, busy)
         self.g = meter.stop() if meter is not None else None
         if sched_from is not None and sched1 is not None and spent > sched_from[2]:
             # CPU share = on-CPU / (wall - waiting for a core), over the measured window (time
@@ -510,7 +518,7 @@ class _Facts:
     """What auto knows about the rest of the map when it predicts, decides and explains."""
 
     __slots__ = ("t", "c", "g", "g_meas", "gil_on", "n", "rem", "known", "cpus", "workers",
-                 "wtr", "startup_s", "startup_how", "trial", "s_thr", "overlap")
+                 "wtr", "startup_s", "startup_how", "trial", "s_thr", "overlap", "par")
 
     def __init__(self, t: float, c: Optional[float], g_meas: Optional[float], n: int, rem: int,
                  known: bool, workers: Optional[int]) -> None:
@@ -531,6 +539,7 @@ class _Facts:
         self.trial = ""              # what the trial on threads showed, in words
         self.s_thr: Optional[float] = None  # its measured speed-up
         self.overlap = ""            # items that ran here while the workers started, in words
+        self.par = 1.0               # CPUs fn keeps busy by itself (a native thread pool)
 
     def left(self) -> str:
         return "%d items left" % self.rem if self.known else "at least %d items left" % self.rem
@@ -557,7 +566,7 @@ def _serial_while_starting(run: MapRun, f: _Facts, rest: Iterator[Any],
     decision: processes excluded when the workers failed)."""
     if f.startup_how.startswith("warm") or f.startup_s <= 0 or f.rem * f.t < f.startup_s:
         return None   # warm, or less work left than starting the workers would cost
-    warm = predict(f.rem, f.t, f.c, f.g, f.cpus, f.workers, transfer[:2], 0.0)
+    warm = predict(f.rem, f.t, f.c, f.g, f.cpus, f.workers, transfer[:2], 0.0, par=f.par)
     if f.s_thr is not None:
         warm["threads"] = _predict(f, transfer[:2])["threads"]
     if _decide(warm)[0] != "processes":
@@ -623,7 +632,8 @@ def _check_threads(run: MapRun, f: _Facts, rest: Iterator[Any], budget: float,
         k = min(int(f.rem * 0.15), max(4 * wtr, int(budget * wtr / max(f.t, 1e-9))))
     else:   # no GIL: a trial long enough to see threads scale (FT_TRIAL_S per thread)
         k = min(int(f.rem * FT_TRIAL_SHARE), max(8 * wtr, int(FT_TRIAL_S * wtr / max(f.t, 1e-9))))
-    if not (f.c >= 0.5 and f.g < 0.5 and wtr >= 2 and k >= 2 * wtr and not run.timeout):
+    if not (f.c >= 0.5 and f.g < 0.5 and wtr >= 2 and k >= 2 * wtr and not run.timeout
+            and 2 * f.par <= f.cpus):   # (a call that fills the CPUs by itself can't gain)
         return
     take = list(islice(rest, k))
     if not take:
@@ -691,18 +701,23 @@ def threads_for(c: float, cpus: int, workers: Optional[int]) -> int:
 
 def predict(rem: int, t: float, c: float, g: float, cpus: int, workers: Optional[int],
             transfer: Tuple[Optional[float], Optional[float]], startup_s: float,
-            interpreters_s: Optional[float] = None) -> Dict[str, Tuple[float, int]]:
+            interpreters_s: Optional[float] = None, par: float = 1.0
+            ) -> Dict[str, Tuple[float, int]]:
     """Seconds for ``rem`` more items on each backend (and the worker count it assumes);
-    ``interpreters_s``: start-up per sub-interpreter where a pool of them exists (3.14+)."""
+    ``interpreters_s``: start-up per sub-interpreter where a pool of them exists (3.14+);
+    ``par``: CPUs one call keeps busy by itself (a native thread pool), so that W calls at
+    once need W * par of them: the cores bound every backend by ``c * t * par / cpus``."""
     out: Dict[str, Tuple[float, int]] = {"serial": (rem * t, 1)}
     wt = max(1, min(threads_for(c, cpus, workers), rem))
-    out["threads"] = (rem * max(g * t, c * t / min(wt, cpus), t / wt)
+    cores = c * t * par / cpus   # seconds per item with every core busy
+    out["threads"] = (rem * max(g * t, c * t * par / min(wt * par, cpus), t / wt, cores)
                       + rem * THREAD_ITEM_S + 0.0002 * wt, wt)
     parent, worker = transfer
     if parent is not None and worker is not None:
         wp = max(1, min(workers or cpus, rem))
         tw = t + worker
-        run_s = rem * (max(c * tw / min(wp, cpus), tw / wp) + parent)
+        run_s = rem * (max(c * tw * par / min(wp * par, cpus), tw / wp,
+                           c * tw * par / cpus) + parent)
         out["processes"] = (startup_s + 0.002 * wp + run_s, wp)
         if interpreters_s is not None:
             # sub-interpreters: each its own GIL, the same pickling, no process to start
@@ -716,7 +731,8 @@ def _predict(f: _Facts, transfer: Tuple[Optional[float], Optional[float]]
     trial's measured threads in place of the modelled ones.  ``transfer``: pickling's
     (parent, worker) seconds per item, None where processes can't be used."""
     p = predict(f.rem, f.t, f.c, f.g, f.cpus, f.workers, transfer, f.startup_s,
-                INTERPRETER_STARTUP_S if f.gil_on and _interpreters_available() else None)
+                INTERPRETER_STARTUP_S if f.gil_on and _interpreters_available() else None,
+                par=f.par)
     if f.s_thr is not None:  # measured beats modelled: threads ran real items at s_thr
         p["threads"] = (f.rem * f.t / max(f.s_thr, 1e-9) + 0.0002 * f.wtr, f.wtr)
     return p
@@ -754,6 +770,10 @@ def _explain(best: str, f: _Facts, preds: Dict[str, Tuple[float, int]],
         return "%.1fx" % (ts / sec) if sec > 0 else "-"
 
     left, t = f.left(), fmt_s(f.t)
+    if best == "serial" and f.par > 1:
+        return ("serial: %s at %s each; the call already keeps ~%.1f CPUs busy by itself (a "
+                "native thread pool: BLAS, OpenMP), so threads would give ~%s and processes ~%s "
+                "on %d CPUs" % (left, t, f.par, x(tt), x(tp), f.cpus))
     if best == "serial":
         if "processes" in preds:
             return ("serial: %s at %s each; the call %s, so threads would give ~%s, and "

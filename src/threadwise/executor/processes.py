@@ -1002,7 +1002,8 @@ class ProcessBackend(Backend):
         code = 1
         try:
             parent_sock.close()
-            _worker.serve(Connection(child_sock.detach()), self._mm, slot, self._ppid)
+            _worker.serve(Connection(child_sock.detach()), self._mm, slot, self._ppid,
+                          self._native_threads())
             code = 0
         except BaseException:
             import traceback
@@ -1014,9 +1015,14 @@ class ProcessBackend(Backend):
             finally:
                 os._exit(code)
 
+    def _native_threads(self) -> int:
+        """A worker's share of the CPUs for the native thread pools of its calls."""
+        from ._cpus import cpu_count
+        return max(1, cpu_count() // max(1, self.workers))
+
     def _spawn(self, slot: int, child_sock: socket.socket) -> subprocess.Popen:
         env = dict(os.environ)
-        env.update(_worker.worker_env())
+        env.update(_worker.worker_env(self._native_threads()))
         child_fd = child_sock.fileno()
         return subprocess.Popen(
             [sys.executable, "-S", "-c", _worker.bootstrap_code(), str(child_fd), str(self._shm_fd),
