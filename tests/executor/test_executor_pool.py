@@ -570,3 +570,14 @@ def test_workers_get_their_share_of_the_cpus_for_blas(fresh, method, monkeypatch
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert pmap(_blas_threads, range(1), backend="processes", workers=1,
                     start_method=method) == [1]
+
+
+def _frozen(_):
+    import gc
+    return gc.get_freeze_count()
+
+
+def test_a_forked_worker_keeps_the_parents_heap_out_of_the_collectors_sight(fresh):
+    # a full collection in a long-lived worker would walk (and copy) the parent's heap:
+    # json round trips on a warm pool ran 0.93 s against 0.51 s before gc.freeze()
+    assert pmap(_frozen, range(2), backend="processes", workers=1, start_method="fork")[0] > 1000

@@ -22,6 +22,22 @@ auto remembers each function's measured seconds per item (weakly: the memory goe
 with the function): a map of known length that the memory predicts under 2.5 ms
 of work runs serially without a probe, timed, and the timing replaces the
 memory (items that got heavier cost one serial map, then the probe is back).
+It also remembers the CPU and GIL shares a full probe measured: the next
+FACTS_REUSE maps of the function confirm them with one batch of ~CONFIRM_S of
+items (the time per item within CONFIRM_RATIO of the memory) instead of a full
+probe (~20 ms of serial items, with the other cores idle: ~6% of a warm 0.15 s
+map on 2 cores); items that changed get the full probe.
+
+Start-up: where processes would win once started but their workers start slowly
+(a fresh interpreter each: the start method whenever another thread is alive)
+and are not running yet, the caller does not wait for them: it starts them, has
+each load fn (import its module) as soon as it is up, and keeps running items
+itself until they have (:func:`_serial_while_starting`), then decides again with
+the pool warm.  The start-up is measured on the way, never assumed twice.
+
+A call that keeps several CPUs busy by itself (a native thread pool: BLAS,
+OpenMP; the process's CPU time over the probe's wall time, ``par``) leaves less
+to win: every backend's prediction is bounded by the cores (``c*t*par/cpus``).
 
 ``t`` is the seconds per item, ``c`` the CPU share (CPU time / wall time: I/O
 waits have c << 1 and get many threads), ``g`` the GIL-held share.  The
@@ -735,6 +751,13 @@ def _predict(f: _Facts, transfer: Tuple[Optional[float], Optional[float]]
                 par=f.par)
     if f.s_thr is not None:  # measured beats modelled: threads ran real items at s_thr
         p["threads"] = (f.rem * f.t / max(f.s_thr, 1e-9) + 0.0002 * f.wtr, f.wtr)
+    if 2 * f.par > f.cpus:
+        # the call fills the CPUs by itself (a native thread pool): two at once can only
+        # oversubscribe them (numpy's matmul on 2 threads, each with a 2-thread BLAS, ran
+        # 0.63x serial here), and the model's bound is the best case, not a forecast
+        for name in ("threads", "processes", "interpreters"):
+            if name in p:
+                p[name] = (max(p[name][0], p["serial"][0]), p[name][1])
     return p
 
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 import atexit
 import collections
 import concurrent.futures as cf
+import gc
 import hashlib
 import math
 import mmap
@@ -1002,6 +1003,11 @@ class ProcessBackend(Backend):
         code = 1
         try:
             parent_sock.close()
+            # everything inherited from the parent stays: out of the collector's sight, so
+            # that a full collection in a long-lived worker does not walk (and copy, page
+            # by page) the parent's whole heap again and again
+            if hasattr(gc, "freeze"):
+                gc.freeze()
             _worker.serve(Connection(child_sock.detach()), self._mm, slot, self._ppid,
                           self._native_threads())
             code = 0
