@@ -241,7 +241,6 @@ def test_a_repeated_map_confirms_the_memory_instead_of_probing_again():
             assert list(again) == [x + 1 for x in items]
             assert ("CPU and GIL shares as this function's probe measured them %d map" % k
                     in again.choice.reason), again.choice.reason
-            assert again.choice.sampled <= 20
         fresh = pmap(weighted, items)      # after FACTS_REUSE maps: a full probe again
         assert "probe measured them" not in fresh.choice.reason
         assert "measured them 1 map ago" in pmap(weighted, items).choice.reason
