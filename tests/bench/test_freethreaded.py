@@ -73,3 +73,24 @@ def test_import_that_reenables_the_gil_is_named(ft_python, legacy_ext, tmp_path)
     for c in d["cells"]:
         assert c["gil_reenabled_by"] == ["legacyext"]
         assert any("turned the GIL back on" in w for w in c["warnings"])
+
+
+def test_c3_measures_the_free_threaded_build_beside_its_gil_twin(ft_python):
+    # C3's single-thread cost compares the free-threaded build with a GIL CPython of the
+    # same minor version: the installed one joins when the list has none, whatever else
+    # is listed, and none joins when the list has one already
+    from threadwise import environment
+    from threadwise.bench import results
+    from threadwise.bench.claims.experiments import Experiments
+    minor = os.path.basename(ft_python)[len("python"):-1]        # "3.13"
+    twin = "/opt/threadwise/py%s/bin/python%s" % (minor.replace(".", ""), minor)
+    if not os.path.exists(twin):
+        pytest.skip("no GIL build of %s: scripts/install-interpreters" % minor)
+    doc = results.new_document(environment.host(), {})
+    got = Experiments([Interpreter.parse("python3"), Interpreter.parse(ft_python)], doc)._twins()
+    assert [i.command for i in got] == [twin]
+    assert Experiments([Interpreter.parse(ft_python), Interpreter.parse(twin)], doc)._twins() == []
+    assert Experiments([Interpreter.parse("python3")], doc)._twins() == []
+    # and the scaling experiment measures it
+    cfg = Experiments([Interpreter.parse(ft_python)], doc)._configs(["C3"])[0]
+    assert twin in [i.command for i in cfg.interpreters]

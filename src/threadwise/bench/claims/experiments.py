@@ -17,7 +17,9 @@
 The *reference* is the CPython with a GIL the post is about, chosen whatever the order of
 ``--python``: the host's own CPython when it is in the list, else the oldest GIL CPython
 given; when the list has none (``--python pypy3 --python jython``), the host CPython is
-measured for these claims as well.  Every agent run records how busy the machine was
+measured for these claims as well.  Likewise C3 compares each free-threaded CPython
+with a GIL CPython of the same minor version: one scripts/install-interpreters
+installed joins the scaling experiment when the list has none (``_twins``).  Every agent run records how busy the machine was
 (environment.CpuWatch); the verdicts say "inconclusive" rather than judge a busy run.
 """
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Experiments:
         self.on_step: Callable[[str], None] = lambda title: None
         self.on_done: Callable[[], None] = lambda: None
         self._ft: Optional[List[str]] = None
+        self._twin: Optional[List[Interpreter]] = None
         self.reference = choose_reference(self.interps)
         self.doc = replace(doc, experiments=replace(doc.experiments, cores=self.cores,
                                                     reference=self.reference.label))
@@ -111,6 +114,8 @@ class Experiments:
         n = max(2, self.cores)
         ref = [self.reference]
         everyone = self.interps + [i for i in ref if i not in self.interps]
+        if "C3" in want:
+            everyone += [i for i in self._twins() if i not in everyone]
         out = []
         if want & {"C1", "C3", "C4", "C5", "C7"}:
             out.append(self._cfg(everyone, ["cpu-python"], ["threads", "processes"], [2, n]))
@@ -139,6 +144,49 @@ class Experiments:
                 if facts.get("free_threaded") and facts.get("gil_enabled") is False:
                     self._ft.append(i.label)
         return self._ft
+
+    def _twins(self) -> List[Interpreter]:
+        """C3's yardstick: beside each free-threaded CPython X.Y, a CPython X.Y with a GIL
+        (its single-thread cost is measured against the same minor version: against 3.11,
+        3.13t read 1.11-1.19x with intervals that straddled the threshold from run to
+        run; against 3.13, ~1.28x).  Taken from the interpreters scripts/install-interpreters
+        installed ("py313" beside "py313t") when the list has none (described once)."""
+        if self._twin is not None:
+            return self._twin
+        self._twin = []
+        want = set()
+        have = set()
+        for i in self.interps:
+            try:
+                facts = describe(i, timeout=min(self.timeout, 120))
+            except InterpreterError:
+                continue
+            minor = ".".join(str(facts.get("version") or "").split(".")[:2])
+            if facts.get("implementation") != "CPython":
+                continue
+            if i.label in self._free_threaded():
+                want.add(minor)
+            elif facts.get("gil_enabled") is True and not facts.get("free_threaded"):
+                have.add(minor)
+        need = want - have
+        if not need:
+            return self._twin
+        from ..cli import installed_interpreters
+        commands = {i.command for i in self.interps}
+        names = {"py" + m.replace(".", "") for m in need}   # the manifest's names: py313
+        for cand in installed_interpreters():
+            if cand.command in commands or cand.label not in names:
+                continue
+            try:
+                facts = describe(cand, timeout=min(self.timeout, 120))
+            except InterpreterError:
+                continue
+            minor = ".".join(str(facts.get("version") or "").split(".")[:2])
+            if minor in need and facts.get("implementation") == "CPython" \
+                    and facts.get("gil_enabled") is True and not facts.get("free_threaded"):
+                self._twin.append(cand)
+                need.discard(minor)
+        return self._twin
 
     def _convoy_configs(self) -> List[Dict[str, Any]]:
         """Each configuration runs CONVOY_RUNS times in fresh agents: whether the I/O thread
