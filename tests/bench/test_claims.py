@@ -179,7 +179,8 @@ def test_c5_judges_the_newest_free_threaded_build_and_shows_the_older():
 
 
 @pytest.mark.parametrize("sp,ci,verdict", [(1.9, 0.05, "fails"), (1.0, 0.05, "holds"),
-                                           (1.35, 0.05, "partly"), (1.5, 0.1, "inconclusive")])
+                                           (1.35, 0.05, "partly"), (1.25, 0.1, "inconclusive"),
+                                           (1.79, 0.17, "fails"), (1.5, 0.1, "fails")])
 def test_c5(sp, ci, verdict):
     assert _v(claims.judge_c5, _doc(interps={"ft": FT}, cells=_scaling("ft", sp, ci=ci))).verdict == verdict
 

@@ -269,14 +269,19 @@ def judge_c5(doc: ResultsDocument) -> Claim:
     if cost:
         txt += "; single-thread cost: " + ", ".join(
             "%s %.2fx vs %s" % (x["free_threaded"], x["ratio"], x["gil_build"]) for x in cost)
-    r = reach(c, SCALES)
+    # the question is whether threads ran in parallel at all (a GIL allows ~1.0x): the
+    # interval is judged against NO_SCALE, and the median then says how far they got
+    # (judging the interval against SCALES made a 1.79x [1.48-1.90] inconclusive in one of
+    # three quiet runs while the other two read 1.66x [1.54-1.80] and 1.83x [1.67-1.85])
+    r = reach(c, NO_SCALE)
     if r is None:
-        return _verdict("C5", "inconclusive", txt + " (the interval straddles %.1fx)" % SCALES, **ev)
-    if r:
-        return _verdict("C5", "fails", "CPython without its GIL (PEP 703) runs threads in parallel: " + txt, **ev)
-    if reach(c, NO_SCALE) is False:
+        return _verdict("C5", "inconclusive", txt + " (the interval straddles %.1fx)" % NO_SCALE, **ev)
+    if r is False:
         return _verdict("C5", "holds", "the free-threaded build did not scale here: " + txt, **ev)
-    return _verdict("C5", "partly", txt, **ev)
+    if (c.speedup or 0.0) >= SCALES:
+        return _verdict("C5", "fails", "CPython without its GIL (PEP 703) runs threads in parallel: " + txt, **ev)
+    return _verdict("C5", "partly", "the free-threaded build ran threads in parallel, but less than "
+                    "%.1fx: %s" % (SCALES, txt), **ev)
 
 
 def single_thread_cost(doc: ResultsDocument) -> List[Dict[str, Any]]:
