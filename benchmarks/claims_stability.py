@@ -58,7 +58,13 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (claims' default: 5, quick 3)")
     ap.add_argument("--python", action="append", default=[])
     ap.add_argument("--out", default="benchmarks/results/claims-stability")
+    ap.add_argument("--rejudge", metavar="DIR",
+                    help="measure nothing: judge the results files of an earlier run in DIR "
+                    "again with the rules as they are now (verdicts are pure functions of the "
+                    "measurements), and print the same table")
     args = ap.parse_args()
+    if args.rejudge:
+        return table(rejudge(args.rejudge))
     os.makedirs(args.out, exist_ok=True)
     print("load average at start: %s" % " ".join("%.2f" % x for x in os.getloadavg()), flush=True)
     runs: Dict[str, Dict[str, str]] = {}
@@ -77,6 +83,22 @@ def main() -> int:
         time.sleep(5)
         runs["quiet, reversed"] = claims(args, list(reversed(args.python)),
                                          os.path.join(args.out, "quiet-reversed.json"))
+    return table(runs)
+
+
+def rejudge(folder: str) -> Dict[str, Dict[str, str]]:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    from threadwise.bench import claims as claims_mod, results
+    runs: Dict[str, Dict[str, str]] = {}
+    for name, file in (("quiet-1", "quiet-1"), ("quiet-2", "quiet-2"), ("loaded-1", "loaded-1"),
+                       ("loaded-2", "loaded-2"), ("quiet, reversed", "quiet-reversed")):
+        path = os.path.join(folder, file + ".json")
+        if os.path.exists(path):
+            runs[name] = {c.id: c.verdict for c in claims_mod.judge(results.load(path))}
+    return runs
+
+
+def table(runs: Dict[str, Dict[str, str]]) -> int:
     ids = sorted({cid for v in runs.values() for cid in v}, key=lambda c: int(c[1:]))
     names = list(runs)
     print("\n| claim | " + " | ".join(names) + " | check |")

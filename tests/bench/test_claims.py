@@ -136,6 +136,8 @@ def _c3(ft_sp=1.9, cost=1.3, shared=1.2, private=1.9, with_gil_build=True, ci=0.
     ({"cost": 1.3, "shared": 1.9}, "holds"),                # the cost alone
     ({"cost": 1.0, "shared": 1.9}, "partly"),               # GIL-free, and no cost measured
     ({"ft_sp": 1.0}, "fails"),                              # no GIL-free interpreter scaled
+    ({"ft_sp": 1.2, "ci": 0.1}, "inconclusive"),            # whether it ran in parallel straddles
+    ({"ft_sp": 1.45, "ci": 0.12}, "holds"),                 # clear of 1.2x: parallel
     ({"cost": 1.0, "shared": 1.58, "private": 1.9, "ci": 0.08}, "inconclusive"),
 ])
 def test_c3(kw, verdict):
@@ -151,7 +153,8 @@ def test_c3_untestable_and_partly_without_the_builds():
 
 # ---- C4 --------------------------------------------------------------------
 @pytest.mark.parametrize("sp,ci,verdict", [(1.8, 0.05, "partly"), (1.0, 0.05, "fails"),
-                                           (1.5, 0.1, "inconclusive"),
+                                           (1.5, 0.1, "partly"), (1.71, 0.19, "partly"),
+                                           (1.25, 0.1, "inconclusive"),
                                            (0.88, 0.6, "inconclusive")])   # wide: not a clear "no"
 def test_c4(sp, ci, verdict):
     doc = _doc(interps={"jy": JY, "pypy": PYPY},
