@@ -61,3 +61,21 @@ def test_parallelism_and_amdahl():
 def test_percentile():
     assert stats.percentile([1, 2, 3, 4, 5], 0.5) == 3
     assert stats.percentile(list(range(101)), 0.99) == pytest.approx(99)
+
+
+def test_speedup_ratio_is_the_ratio_of_medians_with_a_bootstrap_interval():
+    import random as _r
+    from threadwise.bench.stats import speedup, speedup_ratio
+    rng = _r.Random(3)
+    ba = [1.0 + rng.gauss(0, 0.02) for _ in range(11)]
+    ca = [0.5 + rng.gauss(0, 0.02) for _ in range(11)]
+    bb = [1.0 + rng.gauss(0, 0.02) for _ in range(11)]
+    cb = [0.8 + rng.gauss(0, 0.02) for _ in range(11)]
+    value, (lo, hi) = speedup_ratio(ba, ca, bb, cb)
+    sa, sb = speedup(ba, ca), speedup(bb, cb)
+    assert value == pytest.approx(sa.value / sb.value)
+    assert lo < value < hi
+    # narrower than the two speedups' intervals combined end to end
+    assert lo > sa.ci95[0] / sb.ci95[1] and hi < sa.ci95[1] / sb.ci95[0]
+    with pytest.raises(ValueError):
+        speedup_ratio([], ca, bb, cb)

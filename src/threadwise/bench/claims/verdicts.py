@@ -314,8 +314,17 @@ def single_thread_cost(doc: ResultsDocument) -> List[Dict[str, Any]]:
             unit_c = float(c.tasks * (c.size or 1))
             unit_b = float(b.tasks * (b.size or 1))
             ratio = (c.wall_s.median / unit_c) / (b.wall_s.median / unit_b)
-            lo = (c.wall_s.ci95[0] / unit_c) / (b.wall_s.ci95[1] / unit_b)
-            hi = (c.wall_s.ci95[1] / unit_c) / (b.wall_s.ci95[0] / unit_b)
+            if len(c.wall_s.samples) >= 3 and len(b.wall_s.samples) >= 3:
+                # a bootstrap 95% interval of the ratio of the medians (the interval from
+                # both medians' own intervals covers far more than 95%: it straddled
+                # COST_MIN where the samples did not)
+                from ..stats import speedup
+                r = speedup([x / unit_c for x in c.wall_s.samples],
+                            [x / unit_b for x in b.wall_s.samples])
+                lo, hi = r.ci95
+            else:
+                lo = (c.wall_s.ci95[0] / unit_c) / (b.wall_s.ci95[1] / unit_b)
+                hi = (c.wall_s.ci95[1] / unit_c) / (b.wall_s.ci95[0] / unit_b)
             out.append({"free_threaded": k, "gil_build": g, "ratio": round(ratio, 3),
                         "ratio_ci95": [round(lo, 3), round(hi, 3)],
                         "same_minor_version": bool(same), "others_share": max(c.others_share or 0, b.others_share or 0)})
@@ -333,10 +342,21 @@ def contention(doc: ResultsDocument) -> List[Dict[str, Any]]:
             continue
         slo, shi = shared.speedup_ci95 or (shared.speedup, shared.speedup)
         plo, phi = private.speedup_ci95 or (private.speedup, private.speedup)
+        ci = [plo / max(shi, 1e-9), phi / max(slo, 1e-9)]
+        slowdown = private.speedup / shared.speedup
+        bs = _best(doc, label, "shared-objects", "serial")
+        bp = _best(doc, label, "private-objects", "serial")
+        if bs is not None and bp is not None and all(
+                len(x.samples) >= 3 for x in (bs, shared, bp, private)):
+            # a bootstrap interval of the ratio itself (the one from both speedups' intervals
+            # covers far more than 95%: it straddled CONTENTION_MIN where the samples did not)
+            from ..stats import speedup_ratio
+            value, (lo, hi) = speedup_ratio(bp.samples, private.samples, bs.samples, shared.samples)
+            ci = [lo * slowdown / value, hi * slowdown / value]
         out.append({"interpreter": label, "workers": shared.workers,
                     "shared_speedup": round(shared.speedup, 3), "private_speedup": round(private.speedup, 3),
-                    "slowdown": round(private.speedup / shared.speedup, 3),
-                    "slowdown_ci95": [round(plo / max(shi, 1e-9), 3), round(phi / max(slo, 1e-9), 3)],
+                    "slowdown": round(slowdown, 3),
+                    "slowdown_ci95": [round(ci[0], 3), round(ci[1], 3)],
                     "others_share": max(shared.others_share or 0, private.others_share or 0)})
     return out
 
