@@ -220,16 +220,8 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
         # a function a full probe measured lately: one short batch of its items confirms
         # the time per item, and the CPU and GIL shares are the ones measured then (a
         # second full probe would cost a warm map of 1 ms items ~6% on 2 cores)
-        dest = sink if sink is not None else []
         k = max(2, min(SAMPLE_ITEMS, math.ceil(CONFIRM_S / max(known_t, 1e-9))))
-        try:
-            got, exhausted, dt, src = timed_batch(run, it, 0, k, dest, True)
-        except ItemError:
-            if sink is None and dest:
-                yield dest
-            raise
-        if sink is None and dest:
-            yield dest
+        got, exhausted, dt, src, dest, _ = yield from _batch_here(run, it, 0, k, sink, True)
         if src is not None:
             probe.sample.append((src, dest, 0))
             probe.kept = got
@@ -253,6 +245,8 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
                 # straight into the results through the serial loop (no Future, no
                 # generator: on tiny items these batches are the whole probe); the first
                 # SAMPLE_ITEMS items are kept, with their results, to price pickling them
+                # (inline, not through _batch_here: on a tiny map a generator frame per
+                # batch is a measurable share of what auto costs)
                 dest = sink if sink is not None else []
                 mark = len(dest)
                 try:
@@ -284,6 +278,26 @@ def plan(run: MapRun, it: Iterator[Any], *, workers: Optional[int], start_method
                              FACTS_REUSE) if probe.n >= 2 and not probe.tiny else None)
     return (yield from _after_probe(run, it, probe, t, workers, allow_processes, sink,
                                     start_method, start_processes))
+
+
+def _batch_here(run: MapRun, it: Iterator[Any], base: int, n: int, sink: Optional[List[Any]],
+                keep: bool = False) -> Generator[List[Any], None, Tuple[
+                    int, bool, float, Optional[List[Any]], List[Any], int]]:
+    """One timed batch in this thread (``timed_batch``), its results appended to ``sink``
+    (pmap's list) or yielded as a list; on a failure, like a plain loop: the results before
+    it, then the error.  Returns (got, exhausted, seconds, the items when ``keep``, the list
+    the results went to, where they start in it)."""
+    dest = sink if sink is not None else []
+    mark = len(dest)
+    try:
+        got, exhausted, dt, src = timed_batch(run, it, base, n, dest, keep)
+    except ItemError:
+        if sink is None and dest:
+            yield dest
+        raise
+    if sink is None and dest:
+        yield dest
+    return got, exhausted, dt, src, dest, mark
 
 
 def _after_probe(run: MapRun, it: Iterator[Any], probe: "_Probe", t: float,
@@ -600,15 +614,7 @@ def _serial_while_starting(run: MapRun, f: _Facts, rest: Iterator[Any],
     exhausted = False
     ready = backend.fn_ready(run.fn)
     while 0 <= ready < wp:
-        dest = sink if sink is not None else []
-        try:
-            got, exhausted, _, _ = timed_batch(run, rest, f.n, batch, dest)
-        except ItemError:
-            if sink is None and dest:
-                yield dest
-            raise
-        if sink is None and dest:
-            yield dest
+        got, exhausted, _, _, _, _ = yield from _batch_here(run, rest, f.n, batch, sink)
         f.n += got
         f.rem = max(0, f.rem - got)
         if exhausted or got == 0:
